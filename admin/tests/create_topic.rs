@@ -1,0 +1,134 @@
+//! `admin create-topic` against a real broker: creation, idempotency and every error path.
+
+use std::time::{Duration, Instant};
+
+use testkit::{python, run_bin, unique, Broker};
+
+const ADMIN: &str = env!("CARGO_BIN_EXE_admin");
+
+fn create_topic(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let (code, _stdout, stderr) = run_bin(ADMIN, &["create-topic"], env, Duration::from_secs(60));
+    (code, stderr)
+}
+
+fn partitions_seen_by_kafka_python(broker: &Broker, topic: &str) -> u64 {
+    let out = python::run(
+        "topic_info.py",
+        &["--brokers", &broker.addr(), "--topic", topic],
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        info["error_code"], 0,
+        "kafka-python describe_topics: {info}"
+    );
+    info["partitions"].as_u64().expect("partitions")
+}
+
+#[test]
+fn creates_the_topic_and_is_idempotent() {
+    let broker = Broker::start();
+    let topic = unique("create");
+    let addr = broker.addr();
+    let env = [
+        ("KAFKA_BROKERS", addr.as_str()),
+        ("TOPIC", topic.as_str()),
+        ("PARTITIONS", "9"),
+        ("REPLICATION_FACTOR", "1"),
+    ];
+
+    let (code, stderr) = create_topic(&env);
+    assert_eq!(code, Some(0), "first run:\n{stderr}");
+    assert!(stderr.contains("topic created"), "{stderr}");
+    assert_eq!(partitions_seen_by_kafka_python(&broker, &topic), 9);
+
+    let (code, stderr) = create_topic(&env);
+    assert_eq!(code, Some(0), "second run:\n{stderr}");
+    assert!(stderr.contains("already exists as requested"), "{stderr}");
+    assert_eq!(partitions_seen_by_kafka_python(&broker, &topic), 9);
+}
+
+#[test]
+fn a_different_partition_count_is_reported_and_fails() {
+    let broker = Broker::start();
+    let topic = unique("mismatch");
+    let addr = broker.addr();
+    let mut env = vec![
+        ("KAFKA_BROKERS", addr.as_str()),
+        ("TOPIC", topic.as_str()),
+        ("PARTITIONS", "9"),
+        ("REPLICATION_FACTOR", "1"),
+    ];
+    assert_eq!(create_topic(&env).0, Some(0));
+
+    env[2] = ("PARTITIONS", "3");
+    let (code, stderr) = create_topic(&env);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("already exists with 9 partitions, but PARTITIONS=3"),
+        "{stderr}"
+    );
+    assert_eq!(
+        partitions_seen_by_kafka_python(&broker, &topic),
+        9,
+        "left untouched"
+    );
+}
+
+#[test]
+fn unreachable_brokers_fail_after_the_deadline() {
+    let dead = format!("127.0.0.1:{}", testkit::closed_port());
+    let started = Instant::now();
+    let (code, stderr) = create_topic(&[("KAFKA_BROKERS", &dead), ("ADMIN_TIMEOUT", "3s")]);
+    let took = started.elapsed();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no broker in") && stderr.contains(&dead),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Kafka is not reachable yet; retrying"),
+        "retries are logged:\n{stderr}"
+    );
+    // Bounded by ADMIN_TIMEOUT plus one rskafka attempt, not by rskafka's unbounded default.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[test]
+fn bad_environment_is_rejected_naming_the_variable() {
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[], "KAFKA_BROKERS is required"),
+        (
+            &[("KAFKA_BROKERS", "kafka")],
+            "KAFKA_BROKERS: 'kafka' is not a list of brokers",
+        ),
+        (
+            &[("KAFKA_BROKERS", "k:9092"), ("PARTITIONS", "nine")],
+            "PARTITIONS",
+        ),
+        (
+            &[("KAFKA_BROKERS", "k:9092"), ("ADMIN_TIMEOUT", "soon")],
+            "ADMIN_TIMEOUT: 'soon' is not a duration",
+        ),
+        (
+            &[("KAFKA_BROKERS", "k:9092"), ("LOG_FORMAT", "xml")],
+            "LOG_FORMAT",
+        ),
+    ];
+    for (env, expected) in cases {
+        let (code, stderr) = create_topic(env);
+        assert_eq!(code, Some(78), "{env:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{env:?}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn invalid_counts_are_rejected_before_contacting_kafka() {
+    let dead = format!("127.0.0.1:{}", testkit::closed_port());
+    let (code, stderr) = create_topic(&[("KAFKA_BROKERS", &dead), ("PARTITIONS", "0")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("PARTITIONS must be at least 1"), "{stderr}");
+}

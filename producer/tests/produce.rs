@@ -1,0 +1,229 @@
+//! The producer against a real broker, read back by independent clients (kafka-python, librdkafka).
+
+use std::{
+    collections::BTreeMap,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use testkit::{python, run_bin, unique, wait_for, Broker};
+
+const PRODUCER: &str = env!("CARGO_BIN_EXE_producer");
+
+#[derive(Debug)]
+struct Read {
+    partition: u32,
+    offset: u64,
+    value: String,
+}
+
+/// Reads `expect` records of `topic` with an independent client.
+fn read_back(broker: &Broker, topic: &str, expect: usize, client: &str) -> Vec<Read> {
+    let out = python::run(
+        "read_topic.py",
+        &[
+            "--brokers",
+            &broker.addr(),
+            "--topic",
+            topic,
+            "--expect",
+            &expect.to_string(),
+            "--client",
+            client,
+        ],
+    );
+    out.lines()
+        .map(|line| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            Read {
+                partition: v["partition"].as_u64().expect("partition") as u32,
+                offset: v["offset"].as_u64().expect("offset"),
+                value: v["value"].as_str().expect("value").to_string(),
+            }
+        })
+        .collect()
+}
+
+fn expected_payload(producer: &str, seq: usize) -> String {
+    format!(r#"{{"cnt":"cnt: {seq}","producer":"{producer}","seq":{seq}}}"#)
+}
+
+fn seq_of(value: &str) -> usize {
+    let payload: producer::Payload =
+        serde_json::from_str(value).unwrap_or_else(|e| panic!("{e}: {value}"));
+    payload.seq as usize
+}
+
+#[test]
+fn messages_reach_every_partition_in_order_with_the_exact_payload() {
+    let broker = Broker::start();
+    let topic = unique("produce");
+    testkit::create_topic(&broker.addr(), &topic, 9);
+    let addr = broker.addr();
+    let (code, _out, stderr) = run_bin(
+        PRODUCER,
+        &[],
+        &[
+            ("KAFKA_BROKERS", &addr),
+            ("TOPIC", &topic),
+            ("PRODUCER_ID", "pod-a"),
+            ("INTERVAL", "10ms"),
+            ("MESSAGE_COUNT", "45"),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("producer stopped") && stderr.contains("sent=45"),
+        "{stderr}"
+    );
+
+    for client in ["kafka-python", "confluent"] {
+        let records = read_back(&broker, &topic, 45, client);
+        assert_eq!(records.len(), 45, "{client}");
+        let mut per_partition: BTreeMap<u32, Vec<(u64, usize)>> = BTreeMap::new();
+        let mut seqs = Vec::new();
+        for r in &records {
+            let seq = seq_of(&r.value);
+            assert_eq!(
+                r.value,
+                expected_payload("pod-a", seq),
+                "{client}: exact payload"
+            );
+            per_partition
+                .entry(r.partition)
+                .or_default()
+                .push((r.offset, seq));
+            seqs.push(seq);
+        }
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (1..=45).collect::<Vec<_>>(),
+            "{client}: every seq exactly once"
+        );
+        assert_eq!(per_partition.len(), 9, "{client}: all 9 partitions");
+        for (partition, mut rows) in per_partition {
+            assert_eq!(
+                rows.len(),
+                5,
+                "{client}: round-robin puts 5 on partition {partition}"
+            );
+            rows.sort_unstable();
+            assert!(
+                rows.windows(2).all(|w| w[0].1 < w[1].1),
+                "{client}: partition {partition} out of sequence: {rows:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn waits_for_a_broker_that_starts_late_and_a_topic_created_later() {
+    let port = testkit::closed_port();
+    let addr = format!("127.0.0.1:{port}");
+    let topic = unique("late");
+    let mut child = Command::new(PRODUCER)
+        .env_clear()
+        .envs([
+            ("KAFKA_BROKERS", addr.as_str()),
+            ("TOPIC", topic.as_str()),
+            ("PRODUCER_ID", "late"),
+            ("INTERVAL", "20ms"),
+            ("MESSAGE_COUNT", "10"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn producer");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "producer must keep waiting for Kafka"
+    );
+
+    let broker = Broker::start_on(port);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "producer must wait for the topic"
+    );
+    testkit::create_topic(&broker.addr(), &topic, 3);
+
+    let status = wait_for(
+        "the producer to finish",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || child.try_wait().expect("try_wait"),
+    );
+    let stderr = std::io::read_to_string(child.stderr.take().expect("stderr")).expect("stderr");
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("Kafka is not reachable yet"), "{stderr}");
+    assert!(stderr.contains("topic does not exist yet"), "{stderr}");
+    let records = read_back(&broker, &topic, 10, "kafka-python");
+    let mut seqs: Vec<_> = records.iter().map(|r| seq_of(&r.value)).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+}
+
+#[test]
+fn sigterm_finishes_cleanly() {
+    let broker = Broker::start();
+    let topic = unique("term");
+    testkit::create_topic(&broker.addr(), &topic, 9);
+    let mut child = Command::new(PRODUCER)
+        .env_clear()
+        .envs([
+            ("KAFKA_BROKERS", broker.addr().as_str()),
+            ("TOPIC", topic.as_str()),
+            ("INTERVAL", "50ms"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn producer");
+    std::thread::sleep(Duration::from_secs(2));
+    let signalled = Instant::now();
+    testkit::sigterm(child.id());
+    let status = wait_for(
+        "the producer to exit",
+        Duration::from_secs(15),
+        Duration::from_millis(20),
+        || child.try_wait().expect("try_wait"),
+    );
+    let stderr = std::io::read_to_string(child.stderr.take().expect("stderr")).expect("stderr");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    assert!(
+        stderr.contains("SIGTERM") && stderr.contains("producer stopped"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_environment_is_rejected_naming_the_variable() {
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[], "KAFKA_BROKERS is required"),
+        (
+            &[("KAFKA_BROKERS", "k:9092"), ("INTERVAL", "often")],
+            "INTERVAL: 'often' is not a duration",
+        ),
+        (
+            &[("KAFKA_BROKERS", "k:9092"), ("MESSAGE_COUNT", "-1")],
+            "MESSAGE_COUNT",
+        ),
+    ];
+    for (env, expected) in cases {
+        let (code, _out, stderr) = run_bin(PRODUCER, &[], env, Duration::from_secs(10));
+        assert_eq!(code, Some(78), "{env:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{env:?}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}

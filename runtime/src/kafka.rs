@@ -1,0 +1,149 @@
+//! Connecting to Kafka with rskafka, and deciding which broker errors are worth a retry.
+
+use std::time::Duration;
+
+use rskafka::{
+    client::{
+        error::{Error as ClientError, ProtocolError},
+        Client, ClientBuilder,
+    },
+    BackoffConfig,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+
+/// How long one rskafka call keeps retrying internally (a few quick tries, enough to follow a leader
+/// move) before it hands the error back to us. Short, so our own loops stay in charge of logging,
+/// deadlines and shutdown: rskafka's default retries forever, with waits growing to 500 s.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Why [`connect`] gave up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// Shutdown was requested while waiting for the brokers.
+    #[error("cancelled while connecting to {brokers}")]
+    Cancelled {
+        /// The bootstrap list, for the message.
+        brokers: String,
+    },
+    /// The deadline passed without a broker answering.
+    #[error("no broker in {brokers} answered within {waited:?}: {last_error}")]
+    Timeout {
+        /// The bootstrap list, for the message.
+        brokers: String,
+        /// How long we tried.
+        waited: Duration,
+        /// The last failure seen.
+        last_error: ClientError,
+    },
+}
+
+/// rskafka's own retry settings: short, capped, bounded by [`REQUEST_DEADLINE`].
+pub fn rskafka_backoff() -> BackoffConfig {
+    BackoffConfig {
+        init_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+        base: 2.0,
+        deadline: Some(REQUEST_DEADLINE),
+    }
+}
+
+/// Builds a client for `brokers`, retrying with backoff until a broker answers, `deadline` passes
+/// (`None`: wait as long as it takes, as a pod should while Kafka starts) or `cancel` fires. Logs the
+/// first failure at warn and the recovery at info, not every attempt.
+pub async fn connect(
+    brokers: &[String],
+    client_id: &str,
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+) -> Result<Client, ConnectError> {
+    let started = Instant::now();
+    let list = brokers.join(",");
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        let attempt = ClientBuilder::new(brokers.to_vec())
+            .client_id(client_id)
+            .backoff_config(rskafka_backoff())
+            .build();
+        let result = tokio::select! {
+            r = attempt => r,
+            _ = cancel.cancelled() => return Err(ConnectError::Cancelled { brokers: list }),
+        };
+        let err = match result {
+            Ok(client) => {
+                if backoff.attempts() > 0 {
+                    tracing::info!(brokers = %list, waited = ?started.elapsed(), "connected to Kafka");
+                }
+                return Ok(client);
+            }
+            Err(err) => err,
+        };
+        if backoff.attempts() == 0 {
+            tracing::warn!(brokers = %list, cause = %err, "Kafka is not reachable yet; retrying with backoff");
+        } else {
+            tracing::debug!(brokers = %list, cause = %err, attempt = backoff.attempts(), "still waiting for Kafka");
+        }
+        let delay = backoff.next_delay();
+        if let Some(deadline) = deadline {
+            if Instant::now() + delay >= deadline {
+                return Err(ConnectError::Timeout {
+                    brokers: list,
+                    waited: started.elapsed(),
+                    last_error: err,
+                });
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => return Err(ConnectError::Cancelled { brokers: list }),
+        }
+    }
+}
+
+/// The broker error code inside an rskafka error, if it carries one.
+pub fn protocol_error(err: &ClientError) -> Option<ProtocolError> {
+    match err {
+        ClientError::ServerError { protocol_error, .. } => Some(*protocol_error),
+        _ => None,
+    }
+}
+
+/// Whether retrying the same request later can succeed: network trouble, a leader moving, a topic
+/// still being created, a broker restarting. Everything else (authorization, a record too large, an
+/// invalid topic) needs a person.
+pub fn is_retriable(err: &ClientError) -> bool {
+    use ProtocolError as P;
+    match err {
+        ClientError::Connection(_)
+        | ClientError::Request(_)
+        | ClientError::RetryFailed(_)
+        | ClientError::Timeout => true,
+        ClientError::ServerError { protocol_error, .. } => matches!(
+            protocol_error,
+            P::UnknownServerError
+                | P::CorruptMessage
+                | P::UnknownTopicOrPartition
+                | P::LeaderNotAvailable
+                | P::NotLeaderOrFollower
+                | P::RequestTimedOut
+                | P::BrokerNotAvailable
+                | P::ReplicaNotAvailable
+                | P::NetworkException
+                | P::NotEnoughReplicas
+                | P::NotEnoughReplicasAfterAppend
+                | P::KafkaStorageError
+                | P::NotController
+                | P::OffsetNotAvailable
+                | P::FencedLeaderEpoch
+                | P::UnknownLeaderEpoch
+                | P::ThrottlingQuotaExceeded
+        ),
+        ClientError::InvalidResponse(_) => false,
+        // rskafka's error is non-exhaustive: an unknown kind is treated as transient, so a new
+        // network failure mode retries instead of killing a pod.
+        _ => true,
+    }
+}

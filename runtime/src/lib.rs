@@ -1,0 +1,21 @@
+//! What every kafka-lag-lab binary shares, so each `main.rs` stays a few lines.
+//!
+//! # Layout
+//! - [`config`]: typed configuration from environment variables (envy), with errors that name the variable.
+//! - [`telemetry`]: `tracing` to stderr, filtered by `RUST_LOG`, as text or JSON (`LOG_FORMAT`).
+//! - [`shutdown`]: SIGTERM/SIGINT turned into a [`CancellationToken`](tokio_util::sync::CancellationToken).
+//! - [`backoff`]: capped exponential backoff with jitter, for every retry loop.
+//! - [`kafka`]: connecting an rskafka client with bounded retries, and sorting broker errors into
+//!   "retry" and "give up".
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod backoff;
+pub mod config;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
+
+/// Exit status for a configuration error (BSD `EX_CONFIG`), so an operator can tell "fix the manifest"
+/// from "the broker is down" in a pod's last state.
+pub const EXIT_CONFIG: i32 = 78;

@@ -1,0 +1,151 @@
+//! Test harness shared by the integration tests: a real broker, unique names, bounded waits, and the
+//! independent Python clients.
+//!
+//! # Layout
+//! - [`Broker`]: a `nisshi` process on a free 127.0.0.1 port, stopped when dropped.
+//! - [`unique`]: topic and group names that never collide, so tests can run in parallel.
+//! - [`wait_for`]: polling with a deadline instead of sleeping.
+//! - [`python`]: runs the scripts in `tests/py/` with kafka-python and confluent-kafka.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod broker;
+pub mod python;
+
+pub use broker::Broker;
+
+use std::{
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+/// The workspace root: where `tests/py` and the Makefile live.
+pub fn workspace_root() -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// A name no other test in this or any concurrent run uses: `prefix-<time>-<pid>-<counter>`.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{nanos:x}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Calls `probe` every `every` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Runs one of this workspace's binaries with exactly `env` (plus `PATH`/`HOME`), waits at most
+/// `timeout`, and returns `(exit code, stdout, stderr)`. Panics (killing it) on timeout.
+pub fn run_bin(
+    bin: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> (Option<i32>, String, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin)
+        .args(args)
+        .env_clear()
+        .envs(std::env::var("PATH").ok().map(|p| ("PATH".to_string(), p)))
+        .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let out = child.wait_with_output().ok();
+                let stderr = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned());
+                panic!(
+                    "{bin} {args:?} did not finish within {timeout:?}; stderr:\n{}",
+                    stderr.unwrap_or_default()
+                );
+            }
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("reading {bin}'s output: {e}"));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Sends SIGTERM to `pid` with the system's `kill` (no unsafe code, no libc binding).
+pub fn sigterm(pid: u32) {
+    signal(pid, "TERM");
+}
+
+/// Sends SIGKILL to `pid`.
+pub fn sigkill(pid: u32) {
+    signal(pid, "KILL");
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("running kill -{name} {pid}: {e}"));
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// A loopback port nothing listens on (bound then released), for "broker unreachable" tests.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
+}
+
+/// Creates `topic` with `partitions` partitions (replication factor 1) on `broker`, with rskafka
+/// directly: test set-up that must not depend on the code under test.
+pub fn create_topic(broker: &str, topic: &str, partitions: i32) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let client = rskafka::client::ClientBuilder::new(vec![broker.to_string()])
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {broker}: {e}"));
+        client
+            .controller_client()
+            .expect("controller client")
+            .create_topic(topic, partitions, 1, 10_000)
+            .await
+            .unwrap_or_else(|e| panic!("creating {topic}: {e}"));
+    });
+}
