@@ -1,0 +1,45 @@
+//! Kafka's classic consumer-group protocol (JoinGroup/SyncGroup/Heartbeat), usable with any fetch client.
+//!
+//! # Layout
+//! - [`codec`]: the ConsumerProtocol subscription and assignment bytes carried inside JoinGroup and
+//!   SyncGroup, with the int16 version prefix `kafka-protocol` leaves to the caller.
+//! - [`assignor`]: `range` and `roundrobin`, computing the same assignment Java, librdkafka and
+//!   kafka-python compute, so any member can lead.
+//! - [`wire`]: request/response enums over `kafka-protocol` types, version negotiation, framing.
+//! - [`membership`]: the sans-io membership state machine: responses and time in, requests and events out.
+//! - [`connection`]: one TCP connection to a broker (the only place group bytes meet a socket).
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod assignor;
+pub mod codec;
+pub mod connection;
+pub mod membership;
+pub mod wire;
+
+use std::fmt;
+
+/// One partition of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// `topic`'s partition `partition`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
