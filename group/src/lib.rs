@@ -8,12 +8,14 @@
 //! - [`wire`]: request/response enums over `kafka-protocol` types, version negotiation, framing.
 //! - [`membership`]: the sans-io membership state machine: responses and time in, requests and events out.
 //! - [`connection`]: one TCP connection to a broker (the only place group bytes meet a socket).
+//! - [`driver`]: the task that owns the connections and runs the state machine on its timers.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod assignor;
 pub mod codec;
 pub mod connection;
+pub mod driver;
 pub mod membership;
 pub mod wire;
 

@@ -637,6 +637,16 @@ impl Membership {
         }
     }
 
+    /// The driver dropped the request in flight on purpose (shutdown during a held JoinGroup): no
+    /// failure, no backoff, the coordinator stays known.
+    pub fn abandon(&mut self) {
+        if let Some(Pending::Join | Pending::Sync | Pending::Metadata { refresh: false }) =
+            self.pending.take()
+        {
+            self.rejoin("abandoned a join to shut down".into());
+        }
+    }
+
     /// The answer to the request in flight.
     pub fn on_response(&mut self, now: Instant, response: Response) {
         let Some(pending) = self.pending.take() else {

@@ -775,3 +775,25 @@ fn joined_requests_time_out_after_the_rebalance_timeout() {
         "JoinGroup is a long poll: {timeout:?}"
     );
 }
+
+#[test]
+fn a_join_abandoned_for_shutdown_leaves_at_the_same_coordinator() {
+    let mut h = Harness::new(config());
+    h.send();
+    h.respond(coordinator(1));
+    h.send();
+    h.respond(join_error(ResponseError::MemberIdRequired, "me"));
+    assert!(matches!(h.send(), Request::JoinGroup(_)));
+    h.events();
+    h.m.leave();
+    h.m.abandon();
+    let Action::Send {
+        target: Target::Coordinator(_),
+        request: Request::LeaveGroup(_),
+        ..
+    } = h.m.poll(h.now)
+    else {
+        panic!("LeaveGroup at once, no rediscovery, no backoff")
+    };
+    assert!(h.events().is_empty(), "no coordinator change");
+}

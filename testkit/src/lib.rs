@@ -5,14 +5,19 @@
 //! - [`Broker`]: a `nisshi` process on a free 127.0.0.1 port, stopped when dropped.
 //! - [`unique`]: topic and group names that never collide, so tests can run in parallel.
 //! - [`wait_for`]: polling with a deadline instead of sleeping.
+//! - [`Spawned`]: a binary under test in the background, its output captured line by line.
+//! - [`produce`]: test data written with rskafka directly, at once or at a steady rate.
 //! - [`python`]: runs the scripts in `tests/py/` with kafka-python and confluent-kafka.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 mod broker;
+mod process;
+pub mod produce;
 pub mod python;
 
 pub use broker::Broker;
+pub use process::Spawned;
 
 use std::{
     sync::atomic::{AtomicU32, Ordering},

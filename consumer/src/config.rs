@@ -1,0 +1,237 @@
+//! Consumer settings, from the environment. Names follow the seed's kafka-python arguments where they
+//! exist (`auto_offset_reset` is `AUTO_OFFSET_RESET`), defaults follow Kafka's.
+
+use std::time::Duration;
+
+use group::assignor::Assignor;
+use serde::{de, Deserialize, Deserializer};
+
+use runtime::config::{brokers, hostname, HumanDuration};
+
+/// Where to start a partition the group never committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    /// The oldest retained record (the seed's choice).
+    Earliest,
+    /// Only records produced from now on.
+    Latest,
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// `KAFKA_BROKERS`: bootstrap `host:port` list. Required.
+    #[serde(deserialize_with = "brokers")]
+    pub kafka_brokers: Vec<String>,
+    /// `TOPIC`: the subscribed topic.
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// `GROUP_ID`: the consumer group.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// `CLIENT_ID`: shown by the broker as the member's client id; the pod name by default.
+    #[serde(default = "hostname")]
+    pub client_id: String,
+    /// `AUTO_OFFSET_RESET`: `earliest` or `latest`.
+    #[serde(default = "default_reset")]
+    pub auto_offset_reset: OffsetReset,
+    /// `ENABLE_AUTO_COMMIT`: commit processed positions every `AUTO_COMMIT_INTERVAL`.
+    #[serde(default = "yes")]
+    pub enable_auto_commit: bool,
+    /// `AUTO_COMMIT_INTERVAL`.
+    #[serde(default = "default_auto_commit_interval")]
+    pub auto_commit_interval: HumanDuration,
+    /// `PROCESS_DELAY_MS`: simulated work per message, so one consumer falls behind 200 msg/s.
+    #[serde(default)]
+    pub process_delay_ms: u64,
+    /// `SESSION_TIMEOUT`: Kafka's `session.timeout.ms`.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout: HumanDuration,
+    /// `HEARTBEAT_INTERVAL`: Kafka's `heartbeat.interval.ms`; bounds how fast a scale-up is noticed.
+    #[serde(default = "default_heartbeat_interval")]
+    pub heartbeat_interval: HumanDuration,
+    /// `REBALANCE_TIMEOUT`: Kafka's `max.poll.interval.ms`, sent as the JoinGroup rebalance timeout.
+    #[serde(default = "default_rebalance_timeout")]
+    pub rebalance_timeout: HumanDuration,
+    /// `GROUP_INSTANCE_ID`: static membership (KIP-345).
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
+    /// `ASSIGNMENT_STRATEGY`: assignors in order of preference.
+    #[serde(default = "default_assignors", deserialize_with = "assignors")]
+    pub assignment_strategy: Vec<Assignor>,
+    /// `FETCH_MAX_BYTES`: per partition fetch.
+    #[serde(default = "default_fetch_max_bytes")]
+    pub fetch_max_bytes: i32,
+    /// `FETCH_MAX_WAIT`: how long the broker may hold a fetch waiting for data.
+    #[serde(default = "default_fetch_max_wait")]
+    pub fetch_max_wait: HumanDuration,
+    /// `METADATA_REFRESH`: how often the group leader re-reads partition counts, so new partitions (or
+    /// a topic created after the group formed) are assigned.
+    #[serde(default = "default_metadata_refresh")]
+    pub metadata_refresh: HumanDuration,
+    /// `SHUTDOWN_TIMEOUT`: how long SIGTERM may take (finish the record, commit, leave).
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: HumanDuration,
+}
+
+fn default_topic() -> String {
+    "my_new_topic".into()
+}
+fn default_group() -> String {
+    "my-group".into()
+}
+fn default_reset() -> OffsetReset {
+    OffsetReset::Earliest
+}
+fn yes() -> bool {
+    true
+}
+fn default_auto_commit_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn default_session_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(45))
+}
+fn default_heartbeat_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3))
+}
+fn default_rebalance_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+/// Java's default is `range` then `cooperative-sticky`; librdkafka's and kafka-python's are `range`
+/// then `roundrobin`. Leading with `range` makes every default client agree.
+fn default_assignors() -> Vec<Assignor> {
+    vec![Assignor::Range, Assignor::RoundRobin]
+}
+fn default_fetch_max_bytes() -> i32 {
+    1024 * 1024
+}
+fn default_fetch_max_wait() -> HumanDuration {
+    HumanDuration(Duration::from_millis(500))
+}
+fn default_metadata_refresh() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_shutdown_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(20))
+}
+
+fn assignors<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Assignor>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let list: Result<Vec<Assignor>, String> = text
+        .split(',')
+        .map(|name| Assignor::from_name(name).ok_or_else(|| name.trim().to_string()))
+        .collect();
+    match list {
+        Ok(list) if !list.is_empty() => Ok(list),
+        Ok(_) => Err(de::Error::custom(
+            "empty list; expected range, roundrobin or range,roundrobin",
+        )),
+        Err(name) => Err(de::Error::custom(format_args!(
+            "'{name}' is not an assignor we implement; expected a list of range and roundrobin"
+        ))),
+    }
+}
+
+impl Config {
+    /// The state machine's settings.
+    pub fn membership(&self) -> group::membership::Config {
+        group::membership::Config {
+            group_id: self.group_id.clone(),
+            topics: vec![self.topic.clone()],
+            assignors: self.assignment_strategy.clone(),
+            session_timeout: self.session_timeout.get(),
+            rebalance_timeout: self.rebalance_timeout.get(),
+            heartbeat_interval: self.heartbeat_interval.get(),
+            instance_id: self.group_instance_id.clone().filter(|i| !i.is_empty()),
+            auto_commit_interval: self
+                .enable_auto_commit
+                .then(|| self.auto_commit_interval.get()),
+            metadata_refresh: self.metadata_refresh.get(),
+            ..group::membership::Config::new(self.group_id.clone(), vec![self.topic.clone()])
+        }
+    }
+
+    /// Settings that cannot work together, caught before joining.
+    pub fn validate(&self) -> Result<(), runtime::config::ConfigError> {
+        let invalid = |var: &str, reason: String| runtime::config::ConfigError::Invalid {
+            var: var.into(),
+            reason,
+        };
+        if self.heartbeat_interval.get() >= self.session_timeout.get() {
+            return Err(invalid(
+                "HEARTBEAT_INTERVAL",
+                format!(
+                    "{:?} must be shorter than SESSION_TIMEOUT ({:?}); Kafka recommends a third of it",
+                    self.heartbeat_interval, self.session_timeout
+                ),
+            ));
+        }
+        if self.fetch_max_bytes < 1024 {
+            return Err(invalid(
+                "FETCH_MAX_BYTES",
+                format!("{} is too small; use at least 1024", self.fetch_max_bytes),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, runtime::config::ConfigError> {
+        let mut all = vec![("KAFKA_BROKERS".to_string(), "k:9092".to_string())];
+        all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        runtime::config::from_iter(all)
+    }
+
+    #[test]
+    fn defaults_follow_the_seed_and_kafka() {
+        let c = load(&[]).expect("valid");
+        assert_eq!(
+            (c.topic.as_str(), c.group_id.as_str()),
+            ("my_new_topic", "my-group")
+        );
+        assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
+        assert!(c.enable_auto_commit);
+        assert_eq!(
+            c.assignment_strategy,
+            vec![Assignor::Range, Assignor::RoundRobin]
+        );
+        assert_eq!(c.session_timeout.get(), Duration::from_secs(45));
+        c.validate().expect("defaults are consistent");
+    }
+
+    #[test]
+    fn strategies_and_resets_parse_and_bad_ones_are_named() {
+        let c = load(&[
+            ("ASSIGNMENT_STRATEGY", "roundrobin"),
+            ("AUTO_OFFSET_RESET", "latest"),
+        ])
+        .expect("valid");
+        assert_eq!(c.assignment_strategy, vec![Assignor::RoundRobin]);
+        assert_eq!(c.auto_offset_reset, OffsetReset::Latest);
+        for (var, value) in [
+            ("ASSIGNMENT_STRATEGY", "sticky"),
+            ("AUTO_OFFSET_RESET", "middle"),
+            ("ENABLE_AUTO_COMMIT", "maybe"),
+            ("PROCESS_DELAY_MS", "-5"),
+        ] {
+            let err = load(&[(var, value)]).expect_err(var);
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_slower_than_the_session_is_refused() {
+        let c = load(&[("HEARTBEAT_INTERVAL", "10s"), ("SESSION_TIMEOUT", "6s")]).expect("parses");
+        assert!(c
+            .validate()
+            .expect_err("inconsistent")
+            .to_string()
+            .starts_with("HEARTBEAT_INTERVAL"));
+    }
+}

@@ -1,0 +1,52 @@
+//! `consumer`: a member of `GROUP_ID` printing every message of `TOPIC`. Settings come from the
+//! environment (see README); SIGTERM commits and leaves the group.
+
+use std::{process::ExitCode, sync::Arc};
+
+use anyhow::Context as _;
+
+fn main() -> ExitCode {
+    if std::env::args()
+        .nth(1)
+        .is_some_and(|a| a == "--help" || a == "-h")
+    {
+        println!("{}", include_str!("usage.txt"));
+        return ExitCode::SUCCESS;
+    }
+    let config = runtime::telemetry::init()
+        .and_then(|()| runtime::config::from_env::<consumer::Config>())
+        .and_then(|c| c.validate().map(|()| c));
+    let config = match config {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("consumer: configuration error: {err}");
+            return ExitCode::from(runtime::EXIT_CONFIG as u8);
+        }
+    };
+    // Two threads: heartbeats and fetches keep running while one thread prints.
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+        .and_then(|rt| {
+            rt.block_on(async {
+                let cancel =
+                    runtime::shutdown::on_signal().context("installing signal handlers")?;
+                let stats = Arc::new(consumer::Stats::default());
+                consumer::run(&config, stats, &cancel)
+                    .await
+                    .context("consumer")
+            })
+        });
+    match result {
+        Ok(()) => {
+            tracing::info!("consumer stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Helpers for the consumer's real-broker tests.
+#![allow(dead_code)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
+
+use testkit::{Broker, Spawned};
+
+pub const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
+
+/// Heartbeat interval used by tests: it bounds how fast members notice a rebalance.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// Tests that run many processes at once take turns, so two of them never share the 2 cores.
+pub fn heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A broker whose empty groups wait 1 s for more members (Kafka's default is 3 s).
+pub fn broker() -> Broker {
+    Broker::start_with(&["--group-initial-rebalance-delay", "1s"])
+}
+
+/// Starts our consumer as `name` with test-friendly timers, plus `extra` settings.
+pub fn consumer(
+    broker: &Broker,
+    topic: &str,
+    group: &str,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Spawned {
+    let addr = broker.addr();
+    let mut env: BTreeMap<&str, &str> = BTreeMap::from([
+        ("KAFKA_BROKERS", addr.as_str()),
+        ("TOPIC", topic),
+        ("GROUP_ID", group),
+        ("CLIENT_ID", name),
+        ("HEARTBEAT_INTERVAL", "500ms"),
+        ("SESSION_TIMEOUT", "6s"),
+        ("REBALANCE_TIMEOUT", "20s"),
+        ("AUTO_COMMIT_INTERVAL", "1s"),
+        ("METADATA_REFRESH", "2s"),
+        ("RUST_LOG", "info"),
+    ]);
+    env.extend(extra.iter().copied());
+    let env: Vec<(&str, &str)> = env.into_iter().collect();
+    Spawned::start(name, CONSUMER, &env)
+}
+
+/// The partitions a consumer owns according to its latest assignment log line; `None` while it has
+/// none (not joined yet, revoking, left).
+pub fn assignment(c: &Spawned) -> Option<Vec<i32>> {
+    let err = c.stderr();
+    for line in err.lines().rev() {
+        if line.contains("partitions assigned") {
+            let list = line.split("partitions=").nth(1)?.split(' ').next()?;
+            return Some(
+                list.split(',')
+                    .filter(|p| !p.is_empty())
+                    .filter_map(|p| p.parse().ok())
+                    .collect(),
+            );
+        }
+        if line.contains("revoking partitions")
+            || line.contains("partitions lost")
+            || line.contains("left the group")
+        {
+            return None;
+        }
+    }
+    None
+}
+
+/// `(producer, seq)` of every message a consumer printed.
+pub fn printed(c: &Spawned) -> Vec<(String, u64)> {
+    c.stdout()
+        .iter()
+        .filter_map(|line| line.strip_prefix("Received message: "))
+        .filter_map(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+        .filter_map(|v| Some((v["producer"].as_str()?.to_string(), v["seq"].as_u64()?)))
+        .collect()
+}
+
+/// Whether the consumers' assignments are all known, disjoint, and together cover `0..partitions`.
+pub fn covers_exactly(consumers: &[&Spawned], partitions: i32) -> Option<Vec<Vec<i32>>> {
+    let all: Vec<Vec<i32>> = consumers
+        .iter()
+        .map(|c| assignment(c))
+        .collect::<Option<_>>()?;
+    let mut seen = BTreeSet::new();
+    for p in all.iter().flatten() {
+        if !seen.insert(*p) {
+            return None;
+        }
+    }
+    (seen == (0..partitions).collect()).then_some(all)
+}
+
+/// Committed offsets and lag of `group` as kafka-python or confluent-kafka reports them.
+pub fn group_offsets(broker: &Broker, group: &str, topic: &str, client: &str) -> serde_json::Value {
+    let out = testkit::python::run(
+        "group_offsets.py",
+        &[
+            "--brokers",
+            &broker.addr(),
+            "--group",
+            group,
+            "--topic",
+            topic,
+            "--client",
+            client,
+        ],
+    );
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Counts how often each `(producer, seq)` was printed across `consumers`.
+pub fn tally(consumers: &[&Spawned]) -> BTreeMap<(String, u64), usize> {
+    let mut seen = BTreeMap::new();
+    for c in consumers {
+        for key in printed(c) {
+            *seen.entry(key).or_insert(0) += 1;
+        }
+    }
+    seen
+}

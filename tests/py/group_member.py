@@ -1,0 +1,87 @@
+"""A consumer-group member of another client, for mixed-group tests.
+
+Joins --group on --topic with kafka-python or confluent-kafka (each with its default assignors, which
+include range), prints one JSON line per assignment change {"assigned": [partitions]} and one per
+message {"partition": p, "offset": o}, commits automatically, and leaves cleanly after --seconds or on
+SIGTERM.
+
+    python3 group_member.py --client kafka-python --brokers 127.0.0.1:9092 --group g --topic t --seconds 30
+"""
+import argparse
+import json
+import signal
+import sys
+import time
+
+stop = False
+
+
+def on_term(*_):
+    global stop
+    stop = True
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def run_kafka_python(args):
+    from kafka import KafkaConsumer, ConsumerRebalanceListener
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            emit({"revoked": sorted(tp.partition for tp in revoked)})
+
+        def on_partitions_assigned(self, assigned):
+            emit({"assigned": sorted(tp.partition for tp in assigned)})
+
+    consumer = KafkaConsumer(bootstrap_servers=args.brokers.split(","), group_id=args.group,
+                             auto_offset_reset="earliest", enable_auto_commit=True,
+                             auto_commit_interval_ms=1000, heartbeat_interval_ms=500,
+                             session_timeout_ms=6000, client_id="kafka-python-member")
+    consumer.subscribe([args.topic], listener=Listener())
+    deadline = time.monotonic() + args.seconds
+    while not stop and time.monotonic() < deadline:
+        for _tp, records in consumer.poll(timeout_ms=200).items():
+            for r in records:
+                emit({"partition": r.partition, "offset": r.offset})
+    consumer.close()
+
+
+def run_confluent(args):
+    from confluent_kafka import Consumer
+
+    def on_assign(_consumer, partitions):
+        emit({"assigned": sorted(p.partition for p in partitions)})
+
+    def on_revoke(_consumer, partitions):
+        emit({"revoked": sorted(p.partition for p in partitions)})
+
+    consumer = Consumer({"bootstrap.servers": args.brokers, "group.id": args.group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                         "auto.commit.interval.ms": 1000, "heartbeat.interval.ms": 500,
+                         "session.timeout.ms": 6000, "client.id": "librdkafka-member"})
+    consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke)
+    deadline = time.monotonic() + args.seconds
+    while not stop and time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is not None and not msg.error():
+            emit({"partition": msg.partition(), "offset": msg.offset()})
+    consumer.close()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--client", choices=["kafka-python", "confluent"], required=True)
+    parser.add_argument("--brokers", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--seconds", type=float, default=60)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, on_term)
+    (run_kafka_python if args.client == "kafka-python" else run_confluent)(args)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
