@@ -3,7 +3,7 @@
 Joins --group on --topic with kafka-python or confluent-kafka (each with its default assignors, which
 include range), prints one JSON line per assignment change {"assigned": [partitions]} and one per
 message {"partition": p, "offset": o}, commits automatically, and leaves cleanly after --seconds or on
-SIGTERM.
+SIGTERM. Timers are shortened for tests unless --defaults is given.
 
     python3 group_member.py --client kafka-python --brokers 127.0.0.1:9092 --group g --topic t --seconds 30
 """
@@ -35,10 +35,11 @@ def run_kafka_python(args):
         def on_partitions_assigned(self, assigned):
             emit({"assigned": sorted(tp.partition for tp in assigned)})
 
+    timers = {} if args.defaults else {"auto_commit_interval_ms": 1000, "heartbeat_interval_ms": 500,
+                                       "session_timeout_ms": 6000}
     consumer = KafkaConsumer(bootstrap_servers=args.brokers.split(","), group_id=args.group,
                              auto_offset_reset="earliest", enable_auto_commit=True,
-                             auto_commit_interval_ms=1000, heartbeat_interval_ms=500,
-                             session_timeout_ms=6000, client_id="kafka-python-member")
+                             client_id="kafka-python-member", **timers)
     consumer.subscribe([args.topic], listener=Listener())
     deadline = time.monotonic() + args.seconds
     while not stop and time.monotonic() < deadline:
@@ -57,10 +58,11 @@ def run_confluent(args):
     def on_revoke(_consumer, partitions):
         emit({"revoked": sorted(p.partition for p in partitions)})
 
-    consumer = Consumer({"bootstrap.servers": args.brokers, "group.id": args.group,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": True,
-                         "auto.commit.interval.ms": 1000, "heartbeat.interval.ms": 500,
-                         "session.timeout.ms": 6000, "client.id": "librdkafka-member"})
+    config = {"bootstrap.servers": args.brokers, "group.id": args.group,
+              "auto.offset.reset": "earliest", "enable.auto.commit": True, "client.id": "librdkafka-member"}
+    if not args.defaults:
+        config.update({"auto.commit.interval.ms": 1000, "heartbeat.interval.ms": 500, "session.timeout.ms": 6000})
+    consumer = Consumer(config)
     consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke)
     deadline = time.monotonic() + args.seconds
     while not stop and time.monotonic() < deadline:
@@ -77,6 +79,8 @@ def main():
     parser.add_argument("--group", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--defaults", action="store_true",
+                        help="keep the client's default timers (otherwise: 500 ms heartbeats, 6 s session)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, on_term)
     (run_kafka_python if args.client == "kafka-python" else run_confluent)(args)
