@@ -25,7 +25,7 @@ lint: ## cargo fmt --check and clippy with warnings denied
 
 .PHONY: test
 test: deps lint ## lint, then unit and integration tests against a real broker
-	cargo test --workspace --locked
+	cargo test --workspace --all-targets --locked
 
 .PHONY: build
 build: ## static (musl) release binaries in target/x86_64-unknown-linux-musl/release

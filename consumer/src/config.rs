@@ -70,6 +70,12 @@ pub struct Config {
     /// a topic created after the group formed) are assigned.
     #[serde(default = "default_metadata_refresh")]
     pub metadata_refresh: HumanDuration,
+    /// `METRICS_ADDR`: where `/metrics`, `/healthz` and `/readyz` are served; empty disables them.
+    #[serde(
+        default = "runtime::http::default_metrics_addr",
+        deserialize_with = "runtime::http::metrics_addr"
+    )]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// `SHUTDOWN_TIMEOUT`: how long SIGTERM may take (finish the record, commit, leave).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: HumanDuration,

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: settings from the environment.
 //! - [`fetch`]: one rskafka fetch loop per assigned partition, into a bounded channel.
+//! - [`metrics`]: Prometheus metrics (kafka_exporter's names for lag and offsets).
 //! - [`process`]: decode and print one record.
 //! - [`run`] (here): the processing loop. It owns the assignment: it starts and stops fetchers on the
 //!   group driver's events, processes batches one record at a time, reports positions for commits,
@@ -13,20 +14,18 @@
 
 pub mod config;
 pub mod fetch;
+pub mod metrics;
 pub mod process;
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
 use group::{
-    driver::{self, Command, DriverConfig, DriverError, GroupHandle},
-    membership::Event,
+    driver::{self, Command, DriverConfig, DriverError, GroupHandle, Status},
+    membership::{Event, State},
     TopicPartition,
 };
 use rskafka::client::Client;
@@ -35,19 +34,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use fetch::{Batch, FetchSettings};
+pub use metrics::Metrics;
 use process::Outcome;
 
 /// How often printed lines are flushed (and positions reported) while a slow batch is processed.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
-
-/// Counters, shared with the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Records printed (including null values).
-    pub consumed: AtomicU64,
-    /// Records skipped because they were not UTF-8 or not JSON.
-    pub failed: AtomicU64,
-}
 
 /// Why the consumer stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -65,14 +56,68 @@ pub enum ConsumerError {
     /// Writing to stdout failed (the reader went away).
     #[error("writing to stdout: {0}")]
     Stdout(#[from] std::io::Error),
+    /// `METRICS_ADDR` could not be bound.
+    #[error("cannot listen on METRICS_ADDR {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// `/readyz`: ready once the member is in a stable group whose coordinator answers (with an
+/// assignment, or legitimately without one when the group has more members than partitions).
+fn readiness(status: &OnceLock<tokio::sync::watch::Receiver<Status>>) -> (bool, String) {
+    let Some(status) = status.get() else {
+        return (false, "connecting to Kafka".into());
+    };
+    let s = status.borrow();
+    match (s.state, &s.coordinator) {
+        (State::Stable, Some(_)) => {
+            let parts: Vec<String> = s
+                .assignment
+                .iter()
+                .map(|tp| tp.partition.to_string())
+                .collect();
+            (
+                true,
+                format!(
+                    "stable in generation {} with partitions [{}]",
+                    s.generation,
+                    parts.join(",")
+                ),
+            )
+        }
+        (State::Stable, None) => (false, "the group coordinator is unreachable".into()),
+        (state, _) => (false, format!("{state:?}")),
+    }
 }
 
 /// Runs the consumer until `cancel` (then commits and leaves) or a fatal group error.
 pub async fn run(
     config: &Config,
-    stats: Arc<Stats>,
+    metrics: Metrics,
     cancel: &CancellationToken,
 ) -> Result<(), ConsumerError> {
+    // Serve health before Kafka answers: a pod waiting for its brokers is alive, just not ready.
+    let status_slot: Arc<OnceLock<tokio::sync::watch::Receiver<Status>>> =
+        Arc::new(OnceLock::new());
+    if let Some(addr) = config.metrics_addr {
+        let listener = runtime::http::bind(addr)
+            .await
+            .map_err(|source| ConsumerError::Metrics { addr, source })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+        let slot = Arc::clone(&status_slot);
+        let ready: runtime::http::Readiness = Arc::new(move || readiness(&slot));
+        tokio::spawn(runtime::http::serve(
+            listener,
+            metrics.registry.clone(),
+            ready,
+            cancel.clone(),
+        ));
+    }
     let client = Arc::new(
         runtime::kafka::connect(&config.kafka_brokers, &config.client_id, None, cancel).await?,
     );
@@ -91,6 +136,7 @@ pub async fn run(
         config.membership(),
         cancel.clone(),
     );
+    let _ = status_slot.set(handle.status.clone());
     tracing::info!(
         group = %config.group_id,
         topic = %config.topic,
@@ -110,7 +156,11 @@ pub async fn run(
         group: handle,
         fetchers: BTreeMap::new(),
         epoch: 0,
-        stats,
+        group_id: config.group_id.clone(),
+        metrics,
+        committed: BTreeMap::new(),
+        high_watermarks: BTreeMap::new(),
+        rebalance_started: Some(Instant::now()),
         stdout: tokio::io::stdout(),
         line_buf: Vec::with_capacity(64 * 1024),
         stashed: None,
@@ -137,8 +187,16 @@ struct Consumer {
     fetchers: BTreeMap<TopicPartition, (CancellationToken, JoinHandle<()>)>,
     /// Bumped on every assignment change; batches from an older epoch are dropped unprocessed.
     epoch: u64,
-    /// Counters.
-    stats: Arc<Stats>,
+    /// `GROUP_ID`, a metric label.
+    group_id: String,
+    /// Prometheus metrics.
+    metrics: Metrics,
+    /// Last committed offset per owned partition, for the lag gauge.
+    committed: BTreeMap<TopicPartition, i64>,
+    /// High watermark per owned partition at the last fetch, for the lag gauge.
+    high_watermarks: BTreeMap<TopicPartition, i64>,
+    /// When the member last lost its assignment (or started), for `consumer_rebalance_seconds_total`.
+    rebalance_started: Option<Instant>,
     /// Where the seed's lines go.
     stdout: tokio::io::Stdout,
     /// Lines not yet written, flushed per batch (and every [`FLUSH_EVERY`] in slow batches).
@@ -172,8 +230,12 @@ impl Consumer {
                     self.process(batch, cancel).await?
                 }
                 Next::Batch(_) => {}
-                Next::Event(Event::Assigned { partitions, .. }) => {
+                Next::Event(Event::Assigned {
+                    generation,
+                    partitions,
+                }) => {
                     self.epoch += 1;
+                    self.on_assigned(generation, &partitions);
                     for (tp, committed) in partitions {
                         self.start_fetcher(tp, committed, batch_tx.clone());
                     }
@@ -183,9 +245,10 @@ impl Consumer {
                     // batches of the old epoch are dropped unprocessed, so nothing is skipped.
                     self.stop_fetchers();
                     self.epoch += 1;
+                    self.on_revoked();
                     let _ = self.group.commands.send(Command::RevokeDone);
                 }
-                Next::Event(_) => {}
+                Next::Event(other) => self.observe(&other),
             }
         }
     }
@@ -209,6 +272,69 @@ impl Consumer {
         self.fetchers.insert(tp, (token, task));
     }
 
+    fn on_assigned(&mut self, generation: i32, partitions: &[(TopicPartition, Option<i64>)]) {
+        let m = &self.metrics;
+        m.generation.set(i64::from(generation));
+        m.assigned_count.set(partitions.len() as i64);
+        m.assigned.reset();
+        for (tp, committed) in partitions {
+            m.assigned
+                .with_label_values(&[&tp.topic, &tp.partition.to_string()])
+                .set(1);
+            if let Some(offset) = committed {
+                self.committed.insert(tp.clone(), *offset);
+            }
+        }
+        m.rebalances.inc();
+        if let Some(started) = self.rebalance_started.take() {
+            m.rebalance_seconds.inc_by(started.elapsed().as_secs_f64());
+        }
+    }
+
+    fn on_revoked(&mut self) {
+        let m = &self.metrics;
+        m.assigned.reset();
+        m.assigned_count.set(0);
+        // Each member exports only the partitions it owns; summed over members it is the group's lag.
+        m.lag.reset();
+        m.committed.reset();
+        m.high_watermark.reset();
+        self.committed.clear();
+        self.high_watermarks.clear();
+        self.rebalance_started.get_or_insert_with(Instant::now);
+    }
+
+    /// Informational events: commits update the offset and lag gauges.
+    fn observe(&mut self, event: &Event) {
+        if let Event::Committed { offsets } = event {
+            for (tp, offset) in offsets {
+                self.committed.insert(tp.clone(), *offset);
+                self.update_lag(tp);
+            }
+        }
+    }
+
+    fn update_lag(&self, tp: &TopicPartition) {
+        let partition = tp.partition.to_string();
+        let labels = [
+            self.group_id.as_str(),
+            tp.topic.as_str(),
+            partition.as_str(),
+        ];
+        if let Some(committed) = self.committed.get(tp) {
+            self.metrics
+                .committed
+                .with_label_values(&labels)
+                .set(*committed);
+            if let Some(hw) = self.high_watermarks.get(tp) {
+                self.metrics
+                    .lag
+                    .with_label_values(&labels)
+                    .set((hw - committed).max(0));
+            }
+        }
+    }
+
     fn stop_fetchers(&mut self) {
         for (_, (token, _task)) in std::mem::take(&mut self.fetchers) {
             token.cancel();
@@ -222,18 +348,31 @@ impl Consumer {
         batch: Batch,
         cancel: &CancellationToken,
     ) -> Result<(), ConsumerError> {
+        let partition = batch.partition.partition.to_string();
+        let labels = [batch.partition.topic.as_str(), partition.as_str()];
+        // Label lookups once per batch, not per record.
+        let (consumed, failed) = (
+            self.metrics.consumed.with_label_values(&labels),
+            self.metrics.failed.with_label_values(&labels),
+        );
+        self.metrics
+            .high_watermark
+            .with_label_values(&labels)
+            .set(batch.high_watermark);
+        self.high_watermarks
+            .insert(batch.partition.clone(), batch.high_watermark);
+        self.update_lag(&batch.partition);
         let mut next_offset = None;
         let mut last_flush = Instant::now();
         for r in &batch.records {
             if cancel.is_cancelled() || self.interrupted() {
                 break;
             }
+            let started = Instant::now();
             match process::render(&r.record, &mut self.line_buf) {
-                Outcome::Printed | Outcome::Null => {
-                    self.stats.consumed.fetch_add(1, Ordering::Relaxed);
-                }
+                Outcome::Printed | Outcome::Null => consumed.inc(),
                 Outcome::Invalid(reason) => {
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    failed.inc();
                     tracing::warn!(partition = batch.partition.partition, offset = r.offset, %reason, "skipping a message that is not valid JSON");
                 }
             }
@@ -245,6 +384,9 @@ impl Consumer {
                     last_flush = Instant::now();
                 }
             }
+            self.metrics
+                .processing
+                .observe(started.elapsed().as_secs_f64());
         }
         self.flush(&batch.partition, next_offset).await
     }
@@ -260,7 +402,11 @@ impl Consumer {
                 true
             }
             // Informational events (commits, coordinator changes) do not stop the batch.
-            _ => false,
+            Ok(event) => {
+                self.observe(&event);
+                false
+            }
+            Err(_) => false,
         }
     }
 

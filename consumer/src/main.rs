@@ -1,7 +1,7 @@
 //! `consumer`: a member of `GROUP_ID` printing every message of `TOPIC`. Settings come from the
 //! environment (see README); SIGTERM commits and leaves the group.
 
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 
@@ -33,8 +33,8 @@ fn main() -> ExitCode {
             rt.block_on(async {
                 let cancel =
                     runtime::shutdown::on_signal().context("installing signal handlers")?;
-                let stats = Arc::new(consumer::Stats::default());
-                consumer::run(&config, stats, &cancel)
+                let metrics = consumer::Metrics::new().context("registering metrics")?;
+                consumer::run(&config, metrics, &cancel)
                     .await
                     .context("consumer")
             })

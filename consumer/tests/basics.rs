@@ -152,6 +152,7 @@ fn waits_for_a_broker_that_is_down_at_start_and_a_topic_created_later() {
             ("GROUP_ID", &group),
             ("HEARTBEAT_INTERVAL", "500ms"),
             ("METADATA_REFRESH", "1s"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
         ],
     );
     std::thread::sleep(Duration::from_secs(2));
@@ -207,4 +208,52 @@ fn bad_environment_is_rejected_naming_the_variable() {
             "{env:?}: expected {expected} in {err}"
         );
     }
+}
+
+#[test]
+fn a_broker_restart_is_survived_without_a_crash_loop() {
+    let (topic, group) = (unique("restart"), unique("g"));
+    let mut broker = broker();
+    let port = broker.port();
+    testkit::create_topic(&broker.addr(), &topic, 3);
+    produce::produce_seq(&broker.addr(), &topic, 3, "before", 30);
+    let mut c = consumer(&broker, &topic, &group, "restart", &[]);
+    wait_for("the first messages", Duration::from_secs(30), POLL, || {
+        (printed(&c).len() >= 30).then_some(())
+    });
+
+    // The test broker keeps everything in memory: after a restart the group and the topic are gone,
+    // harsher than a real broker restart. The consumer must ride it out. (Its fetchers' rskafka
+    // metadata requests may auto-create the topic with the broker's default partition count first:
+    // rskafka always allows auto-creation, see README.)
+    drop(broker);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        c.running(),
+        "a broker outage must not stop the consumer:\n{}",
+        c.stderr()
+    );
+    broker = Broker::start_on(port);
+    let partitions = testkit::ensure_topic(&broker.addr(), &topic, 3);
+    produce::produce_seq(&broker.addr(), &topic, partitions, "after", 30);
+    wait_for(
+        "messages after the restart",
+        Duration::from_secs(60),
+        POLL,
+        || (printed(&c).iter().filter(|(p, _)| p == "after").count() >= 30).then_some(()),
+    );
+    assert_eq!(
+        c.terminate(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+    let err = c.stderr();
+    assert!(!err.contains("ERROR"), "{err}");
+    // Logged once per state change, not once per retry.
+    let failures = err
+        .lines()
+        .filter(|l| l.contains("group request failed"))
+        .count();
+    assert!(failures < 10, "{failures} failure lines:\n{err}");
 }

@@ -355,7 +355,13 @@ impl Driver {
                 Event::Revoke { .. } => {
                     self.rebalance_started.get_or_insert_with(Instant::now);
                 }
-                Event::CoordinatorChanged(None) => self.coordinator_conn = None,
+                Event::CoordinatorChanged(c) => {
+                    if c.is_none() {
+                        self.coordinator_conn = None;
+                    }
+                    let c = c.clone();
+                    self.status.send_modify(|s| s.coordinator = c);
+                }
                 _ => {}
             }
             // The application may have stopped listening (it is shutting down): that is fine.

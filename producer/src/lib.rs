@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-use std::time::Duration;
+pub mod metrics;
+
+use std::{sync::Arc, time::Duration};
 
 use rskafka::{
     client::{
@@ -58,6 +60,12 @@ pub struct Config {
     /// benchmarks.
     #[serde(default)]
     pub message_count: Option<u64>,
+    /// `METRICS_ADDR`: where `/metrics`, `/healthz` and `/readyz` are served; empty disables them.
+    #[serde(
+        default = "runtime::http::default_metrics_addr",
+        deserialize_with = "runtime::http::metrics_addr"
+    )]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn default_topic() -> String {
@@ -124,6 +132,14 @@ pub enum ProducerError {
     /// The topic vanished or reports no partitions.
     #[error("topic '{0}' has no partitions")]
     NoPartitions(String),
+    /// `METRICS_ADDR` could not be bound.
+    #[error("cannot listen on METRICS_ADDR {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// What a run did, for the final log line and for tests.
@@ -168,8 +184,56 @@ impl Partitions {
     }
 }
 
+/// Serves the endpoints if `METRICS_ADDR` is set. Ready while acknowledgements keep arriving: the
+/// last one is at most three intervals (and at least 10 s) old.
+async fn serve_metrics(
+    config: &Config,
+    metrics: &metrics::Metrics,
+    cancel: &CancellationToken,
+) -> Result<(), ProducerError> {
+    let Some(addr) = config.metrics_addr else {
+        return Ok(());
+    };
+    let listener = runtime::http::bind(addr)
+        .await
+        .map_err(|source| ProducerError::Metrics { addr, source })?;
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving /metrics, /healthz and /readyz");
+    let stale_after = (config.interval.get() * 3)
+        .max(Duration::from_secs(10))
+        .as_secs() as i64;
+    let last_ack = metrics.last_ack.clone();
+    let ready: runtime::http::Readiness = Arc::new(move || {
+        let last = last_ack.get();
+        let age = unix_now() - last;
+        match last {
+            0 => (false, "no message acknowledged yet".into()),
+            _ if age > stale_after => (false, format!("last acknowledgement {age} s ago")),
+            _ => (true, format!("sending; last acknowledgement {age} s ago")),
+        }
+    });
+    tokio::spawn(runtime::http::serve(
+        listener,
+        metrics.registry.clone(),
+        ready,
+        cancel.clone(),
+    ));
+    Ok(())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Runs until `cancel` fires or `MESSAGE_COUNT` messages were acknowledged.
-pub async fn run(config: &Config, cancel: &CancellationToken) -> Result<Summary, ProducerError> {
+pub async fn run(
+    config: &Config,
+    metrics: &metrics::Metrics,
+    cancel: &CancellationToken,
+) -> Result<Summary, ProducerError> {
+    serve_metrics(config, metrics, cancel).await?;
     let client = kafka::connect(&config.kafka_brokers, &config.client_id, None, cancel).await?;
     let mut summary = Summary::default();
     let Some(count) = wait_for_topic(&client, config, cancel).await else {
@@ -213,6 +277,7 @@ pub async fn run(config: &Config, cancel: &CancellationToken) -> Result<Summary,
             &mut partitions,
             &payload,
             &mut summary,
+            metrics,
             cancel,
         )
         .await?
@@ -254,6 +319,7 @@ async fn send(
     partitions: &mut Partitions,
     payload: &Payload,
     summary: &mut Summary,
+    metrics: &metrics::Metrics,
     cancel: &CancellationToken,
 ) -> Result<Sent, ProducerError> {
     let value = serde_json::to_vec(payload).unwrap_or_default();
@@ -271,6 +337,12 @@ async fn send(
         let err = match result {
             Ok(offset) => {
                 summary.sent += 1;
+                metrics.sent.inc();
+                metrics
+                    .send_latency
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.last_seq.set(payload.seq as i64);
+                metrics.last_ack.set(unix_now());
                 if backoff.attempts() > 0 {
                     tracing::info!(
                         seq = payload.seq,
@@ -284,6 +356,7 @@ async fn send(
             Err(err) => err,
         };
         if !kafka::is_retriable(&err) {
+            metrics.failed.inc();
             return Err(ProducerError::Fatal {
                 topic: config.topic.clone(),
                 seq: payload.seq,
@@ -291,6 +364,7 @@ async fn send(
             });
         }
         summary.retries += 1;
+        metrics.failed.inc();
         if backoff.attempts() == 0 {
             tracing::warn!(seq = payload.seq, partition, cause = %err, "send failed; retrying with backoff");
         } else {

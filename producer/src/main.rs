@@ -30,7 +30,10 @@ fn main() -> ExitCode {
             rt.block_on(async {
                 let cancel =
                     runtime::shutdown::on_signal().context("installing signal handlers")?;
-                producer::run(&config, &cancel).await.context("producer")
+                let metrics = producer::metrics::Metrics::new().context("registering metrics")?;
+                producer::run(&config, &metrics, &cancel)
+                    .await
+                    .context("producer")
             })
         });
     match result {

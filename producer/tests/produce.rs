@@ -70,6 +70,7 @@ fn messages_reach_every_partition_in_order_with_the_exact_payload() {
             ("PRODUCER_ID", "pod-a"),
             ("INTERVAL", "10ms"),
             ("MESSAGE_COUNT", "45"),
+            ("METRICS_ADDR", ""),
         ],
         Duration::from_secs(60),
     );
@@ -132,6 +133,7 @@ fn waits_for_a_broker_that_starts_late_and_a_topic_created_later() {
             ("PRODUCER_ID", "late"),
             ("INTERVAL", "20ms"),
             ("MESSAGE_COUNT", "10"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -178,6 +180,7 @@ fn sigterm_finishes_cleanly() {
             ("KAFKA_BROKERS", broker.addr().as_str()),
             ("TOPIC", topic.as_str()),
             ("INTERVAL", "50ms"),
+            ("METRICS_ADDR", ""),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -226,4 +229,82 @@ fn bad_environment_is_rejected_naming_the_variable() {
             "{env:?}: expected {expected:?} in:\n{stderr}"
         );
     }
+}
+
+#[test]
+fn metrics_count_acknowledged_messages_and_readiness_waits_for_the_first() {
+    let broker = Broker::start();
+    let topic = unique("pmetrics");
+    let mut child = Command::new(PRODUCER)
+        .env_clear()
+        .envs([
+            ("KAFKA_BROKERS", broker.addr().as_str()),
+            ("TOPIC", topic.as_str()),
+            ("INTERVAL", "20ms"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn producer");
+    // The address is in the first log line; read stderr line by line until it shows.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let addr = wait_for(
+        "the metrics address",
+        Duration::from_secs(10),
+        Duration::from_millis(1),
+        || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut stderr, &mut line).ok()?;
+            Some(
+                line.split("addr=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .to_string(),
+            )
+        },
+    );
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let target = addr.clone();
+    let get = move |path: &str| -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&target).expect("connect");
+        write!(s, "GET {path} HTTP/1.1\r\n\r\n").expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        let code = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, out)
+    };
+    assert_eq!(get("/healthz").0, 200);
+    assert_eq!(get("/readyz").0, 503, "not ready before the topic exists");
+    testkit::create_topic(&broker.addr(), &topic, 9);
+    wait_for(
+        "ready once sending",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || (get("/readyz").0 == 200).then_some(()),
+    );
+    let scraped = python::run("scrape.py", &[&format!("http://{addr}/metrics")]);
+    let samples: serde_json::Value = serde_json::from_str(scraped.trim()).expect("json");
+    assert!(
+        samples["producer_records_sent_total{}"]
+            .as_f64()
+            .unwrap_or(0.0)
+            >= 1.0,
+        "{samples}"
+    );
+    assert!(
+        samples["producer_send_seconds_count{}"]
+            .as_f64()
+            .unwrap_or(0.0)
+            >= 1.0,
+        "{samples}"
+    );
+    testkit::sigterm(child.id());
+    let _ = child.wait();
 }

@@ -4,6 +4,7 @@
 //! - [`config`]: typed configuration from environment variables (envy), with errors that name the variable.
 //! - [`telemetry`]: `tracing` to stderr, filtered by `RUST_LOG`, as text or JSON (`LOG_FORMAT`).
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a [`CancellationToken`](tokio_util::sync::CancellationToken).
+//! - [`http`]: `/metrics`, `/healthz` and `/readyz` on `METRICS_ADDR`.
 //! - [`backoff`]: capped exponential backoff with jitter, for every retry loop.
 //! - [`kafka`]: connecting an rskafka client with bounded retries, and sorting broker errors into
 //!   "retry" and "give up".
@@ -12,6 +13,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod http;
 pub mod kafka;
 pub mod shutdown;
 pub mod telemetry;

@@ -135,8 +135,18 @@ pub fn closed_port() -> u16 {
 }
 
 /// Creates `topic` with `partitions` partitions (replication factor 1) on `broker`, with rskafka
-/// directly: test set-up that must not depend on the code under test.
+/// directly: test set-up that must not depend on the code under test. Panics if it already exists
+/// with another partition count.
 pub fn create_topic(broker: &str, topic: &str, partitions: i32) {
+    let found = ensure_topic(broker, topic, partitions);
+    assert_eq!(
+        found, partitions,
+        "{topic} exists with another partition count"
+    );
+}
+
+/// Creates `topic` unless it exists (a broker may have auto-created it); returns its partition count.
+pub fn ensure_topic(broker: &str, topic: &str, partitions: i32) -> i32 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -146,11 +156,25 @@ pub fn create_topic(broker: &str, topic: &str, partitions: i32) {
             .build()
             .await
             .unwrap_or_else(|e| panic!("connecting to {broker}: {e}"));
-        client
+        let created = client
             .controller_client()
             .expect("controller client")
             .create_topic(topic, partitions, 1, 10_000)
-            .await
-            .unwrap_or_else(|e| panic!("creating {topic}: {e}"));
-    });
+            .await;
+        match created {
+            Ok(()) => partitions,
+            Err(rskafka::client::error::Error::ServerError {
+                protocol_error: rskafka::client::error::ProtocolError::TopicAlreadyExists,
+                ..
+            }) => {
+                let topics = client.list_topics().await.expect("list topics");
+                let found = topics
+                    .iter()
+                    .find(|t| t.name == topic)
+                    .map(|t| t.partitions.len());
+                found.unwrap_or(0) as i32
+            }
+            Err(e) => panic!("creating {topic}: {e}"),
+        }
+    })
 }
