@@ -105,7 +105,7 @@ pub enum CreateTopicError {
         broker_message: String,
     },
     /// A broker error that waiting will not fix, or a retriable one still failing at the deadline.
-    #[error("creating topic '{topic}' failed: {source}")]
+    #[error("creating topic '{topic}' failed")]
     Broker {
         /// The topic.
         topic: String,

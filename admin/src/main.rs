@@ -25,6 +25,41 @@ enum Command {
     /// Environment: KAFKA_BROKERS (required), TOPIC, PARTITIONS, REPLICATION_FACTOR, ADMIN_TIMEOUT,
     /// CLIENT_ID, RUST_LOG, LOG_FORMAT.
     CreateTopic,
+    /// Show a consumer group's lag per partition, like kafka-consumer-groups.sh --describe, plus time
+    /// lag; with --watch also each partition's state, rates and drain ETA, and the consumers needed.
+    ///
+    /// Environment: KAFKA_BROKERS (required), CLIENT_ID.
+    Lag(LagArgs),
+}
+
+#[derive(clap::Args)]
+struct LagArgs {
+    /// The consumer group.
+    #[arg(long, default_value = "my-group")]
+    group: String,
+    /// The topic (default: every topic the group committed or subscribes to).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Redraw every interval, like 2s, adding rates, states, drain ETA and consumers needed.
+    #[arg(long, value_parser = parse_duration)]
+    watch: Option<std::time::Duration>,
+    /// Output format: aligned table, or one JSON object per sample.
+    #[arg(long, value_enum, default_value = "table")]
+    format: admin::lag::Format,
+    /// The group's auto.offset.reset, for partitions without a committed offset.
+    #[arg(long, value_parser = ["earliest", "latest"], default_value = "earliest")]
+    reset: String,
+    /// How much history the rates are computed over (longer than the group's commit interval).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    window: std::time::Duration,
+    /// With --watch: stop after this many samples.
+    #[arg(long)]
+    samples: Option<u64>,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration ({e}); like 2s or 500ms"))
 }
 
 fn main() -> ExitCode {
@@ -35,6 +70,43 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::CreateTopic => create_topic_main(),
+        Command::Lag(args) => lag_main(args),
+    }
+}
+
+fn lag_main(args: LagArgs) -> ExitCode {
+    let env: admin::lag::Env = match runtime::config::from_env() {
+        Ok(env) => env,
+        Err(err) => {
+            eprintln!("admin lag: configuration error: {err}");
+            return ExitCode::from(runtime::EXIT_CONFIG as u8);
+        }
+    };
+    let opts = admin::lag::Options {
+        group: args.group,
+        topic: args.topic,
+        watch: args.watch,
+        format: args.format,
+        reset: if args.reset == "latest" {
+            lag::Reset::Latest
+        } else {
+            lag::Reset::Earliest
+        },
+        window: args.window,
+        samples: args.samples,
+    };
+    let result = tokio_main(async {
+        let cancel = runtime::shutdown::on_signal().context("installing signal handlers")?;
+        admin::lag::run(&env, &opts, &cancel)
+            .await
+            .with_context(|| format!("admin lag --group {}", opts.group))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

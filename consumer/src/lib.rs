@@ -57,7 +57,7 @@ pub enum ConsumerError {
     #[error("writing to stdout: {0}")]
     Stdout(#[from] std::io::Error),
     /// `METRICS_ADDR` could not be bound.
-    #[error("cannot listen on METRICS_ADDR {addr}: {source}")]
+    #[error("cannot listen on METRICS_ADDR {addr}")]
     Metrics {
         /// The address.
         addr: std::net::SocketAddr,

@@ -25,14 +25,14 @@ const MAX_FRAME: usize = 64 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectionError {
-    /// Connecting, reading or writing failed.
-    #[error("{addr}: {source}")]
+    /// Connecting, reading or writing failed. (The cause is in the message, not a `source`: these
+    /// are logged with `to_string`, where a source would be lost.)
+    #[error("{addr}: {error}")]
     Io {
         /// The broker.
         addr: String,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Connecting took too long.
     #[error("{addr}: connect timed out after {0:?}", .timeout)]
@@ -43,13 +43,12 @@ pub enum ConnectionError {
         timeout: Duration,
     },
     /// Encoding, decoding or version negotiation failed.
-    #[error("{addr}: {source}")]
+    #[error("{addr}: {error}")]
     Wire {
         /// The broker.
         addr: String,
         /// What failed.
-        #[source]
-        source: WireError,
+        error: WireError,
     },
     /// The broker sent a frame larger than [`MAX_FRAME`].
     #[error("{addr}: response frame of {size} bytes exceeds the {MAX_FRAME} byte limit")]
@@ -83,9 +82,9 @@ impl Connection {
         client_id: &str,
         timeout: Duration,
     ) -> Result<Self, ConnectionError> {
-        let io = |source| ConnectionError::Io {
+        let io = |error| ConnectionError::Io {
             addr: addr.to_string(),
-            source,
+            error,
         };
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
@@ -172,17 +171,17 @@ impl Connection {
         self.correlation_id
     }
 
-    fn wire(&self, source: WireError) -> ConnectionError {
+    fn wire(&self, error: WireError) -> ConnectionError {
         ConnectionError::Wire {
             addr: self.addr.clone(),
-            source,
+            error,
         }
     }
 
-    fn io(&self, source: std::io::Error) -> ConnectionError {
+    fn io(&self, error: std::io::Error) -> ConnectionError {
         ConnectionError::Io {
             addr: self.addr.clone(),
-            source,
+            error,
         }
     }
 

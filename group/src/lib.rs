@@ -9,6 +9,7 @@
 //! - [`membership`]: the sans-io membership state machine: responses and time in, requests and events out.
 //! - [`connection`]: one TCP connection to a broker (the only place group bytes meet a socket).
 //! - [`driver`]: the task that owns the connections and runs the state machine on its timers.
+//! - [`inspect`]: a group seen from outside (DescribeGroups, OffsetFetch), for lag tools.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -16,8 +17,12 @@ pub mod assignor;
 pub mod codec;
 pub mod connection;
 pub mod driver;
+pub mod inspect;
 pub mod membership;
 pub mod wire;
+
+/// Broker error codes, re-exported so users of [`inspect`] can match on them.
+pub use kafka_protocol::ResponseError;
 
 use std::fmt;
 

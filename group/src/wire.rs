@@ -9,11 +9,12 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::{
     messages::{
-        ApiKey, ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest,
-        FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
-        JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, MetadataRequest,
-        MetadataResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-        OffsetFetchResponse, RequestHeader, ResponseHeader, SyncGroupRequest, SyncGroupResponse,
+        ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeGroupsRequest,
+        DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
+        HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+        LeaveGroupResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+        OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, RequestHeader,
+        ResponseHeader, SyncGroupRequest, SyncGroupResponse,
     },
     protocol::{Decodable, Encodable, StrBytes, VersionRange},
 };
@@ -38,6 +39,8 @@ pub enum Request {
     LeaveGroup(LeaveGroupRequest),
     /// Partition counts of the subscribed topics (the leader assigns from them).
     Metadata(MetadataRequest),
+    /// A group's state and members (for lag tools; members never send it).
+    DescribeGroups(DescribeGroupsRequest),
 }
 
 /// The broker's answer to a [`Request`].
@@ -60,6 +63,8 @@ pub enum Response {
     LeaveGroup(LeaveGroupResponse),
     /// Answer to [`Request::Metadata`].
     Metadata(MetadataResponse),
+    /// Answer to [`Request::DescribeGroups`].
+    DescribeGroups(DescribeGroupsResponse),
 }
 
 /// What went wrong on the wire.
@@ -100,13 +105,14 @@ pub fn supported(api: ApiKey) -> VersionRange {
         ApiKey::OffsetCommit => (2, 8),
         ApiKey::LeaveGroup => (0, 5),
         ApiKey::Metadata => (1, 12),
+        ApiKey::DescribeGroups => (0, 5),
         _ => (0, -1),
     };
     VersionRange { min, max }
 }
 
 /// The APIs the group client uses, after ApiVersions.
-pub const GROUP_APIS: [ApiKey; 8] = [
+pub const GROUP_APIS: [ApiKey; 9] = [
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,
     ApiKey::SyncGroup,
@@ -115,6 +121,7 @@ pub const GROUP_APIS: [ApiKey; 8] = [
     ApiKey::OffsetCommit,
     ApiKey::LeaveGroup,
     ApiKey::Metadata,
+    ApiKey::DescribeGroups,
 ];
 
 /// Negotiated versions of one connection, indexed by API key.
@@ -175,6 +182,7 @@ impl Request {
             Self::OffsetCommit(_) => ApiKey::OffsetCommit,
             Self::LeaveGroup(_) => ApiKey::LeaveGroup,
             Self::Metadata(_) => ApiKey::Metadata,
+            Self::DescribeGroups(_) => ApiKey::DescribeGroups,
         }
     }
 
@@ -264,6 +272,11 @@ impl Request {
                     r.include_topic_authorized_operations = false;
                 }
             }
+            Self::DescribeGroups(r) => {
+                if version < 3 {
+                    r.include_authorized_operations = false;
+                }
+            }
         }
     }
 
@@ -298,6 +311,7 @@ impl Request {
             Self::OffsetCommit(r) => r.encode(&mut buf, version),
             Self::LeaveGroup(r) => r.encode(&mut buf, version),
             Self::Metadata(r) => r.encode(&mut buf, version),
+            Self::DescribeGroups(r) => r.encode(&mut buf, version),
         }
         .map_err(codec)?;
         let size = (buf.len() - 4) as i32;
@@ -338,6 +352,7 @@ pub fn decode_response(
         ApiKey::OffsetCommit => body_of(&mut body, version).map(Response::OffsetCommit),
         ApiKey::LeaveGroup => body_of(&mut body, version).map(Response::LeaveGroup),
         ApiKey::Metadata => body_of(&mut body, version).map(Response::Metadata),
+        ApiKey::DescribeGroups => body_of(&mut body, version).map(Response::DescribeGroups),
         other => Err(format!("{other:?} is not a group API")),
     }
     .map_err(codec)?;
@@ -475,6 +490,9 @@ mod tests {
                     .with_member_id(StrBytes::from_static_str("m")),
             ),
             Request::Metadata(MetadataRequest::default().with_allow_auto_topic_creation(false)),
+            Request::DescribeGroups(
+                DescribeGroupsRequest::default().with_include_authorized_operations(true),
+            ),
         ];
         for request in requests {
             let range = supported(request.api_key());

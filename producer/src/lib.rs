@@ -117,9 +117,7 @@ pub enum ProducerError {
     #[error(transparent)]
     Connect(#[from] kafka::ConnectError),
     /// A broker error that retrying cannot fix (authorization, record too large, invalid topic …).
-    #[error(
-        "sending message {seq} to topic '{topic}' failed and will not succeed on retry: {source}"
-    )]
+    #[error("sending message {seq} to topic '{topic}' failed and will not succeed on retry")]
     Fatal {
         /// The topic.
         topic: String,
@@ -133,7 +131,7 @@ pub enum ProducerError {
     #[error("topic '{0}' has no partitions")]
     NoPartitions(String),
     /// `METRICS_ADDR` could not be bound.
-    #[error("cannot listen on METRICS_ADDR {addr}: {source}")]
+    #[error("cannot listen on METRICS_ADDR {addr}")]
     Metrics {
         /// The address.
         addr: std::net::SocketAddr,

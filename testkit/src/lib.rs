@@ -178,3 +178,18 @@ pub fn ensure_topic(broker: &str, topic: &str, partitions: i32) -> i32 {
         }
     })
 }
+
+/// The path of another package's binary in this workspace (`cargo test --workspace` builds every
+/// binary before running any test). Panics with the command to build it when it is missing.
+pub fn workspace_bin(name: &str) -> String {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p {name}` (or the whole `cargo test --workspace`) first",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}

@@ -1,0 +1,635 @@
+//! `admin lag`: a group's lag per partition, like `kafka-consumer-groups.sh --describe`, plus time lag,
+//! and with `--watch` the states, rates, drain ETA and consumers needed from [`lag`].
+//!
+//! Offsets are read in an order that keeps lag from going negative: committed offsets first, then
+//! log-end offsets. What a broker does not report (the test broker leaves members' client id, host and
+//! assignment empty) is shown as `-`, never guessed.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    time::Duration,
+};
+
+use group::{
+    connection::Connection,
+    inspect::{self, GroupDescription},
+    TopicPartition,
+};
+use lag::{Basis, Eta, Forecast, History, Needed, PartitionSnapshot, Reset, Snapshot, State};
+use rskafka::client::{
+    partition::{OffsetAt, PartitionClient, UnknownTopicHandling},
+    Client,
+};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use runtime::{config::brokers, kafka};
+
+/// Settings from the environment.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Env {
+    /// `KAFKA_BROKERS`.
+    #[serde(deserialize_with = "brokers")]
+    pub kafka_brokers: Vec<String>,
+    /// `CLIENT_ID`.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// `TOPIC`: shown when the group's topics cannot be learned (no commits yet, and a broker that does
+    /// not report subscriptions).
+    #[serde(default = "crate::create_topic::default_topic")]
+    pub topic: String,
+}
+
+fn default_client_id() -> String {
+    "kafka-admin".into()
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON object per sample, for scripts.
+    Json,
+}
+
+/// What to show.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The group.
+    pub group: String,
+    /// The topic; `None`: every topic the group committed or subscribes to.
+    pub topic: Option<String>,
+    /// Redraw every interval.
+    pub watch: Option<Duration>,
+    /// Output format.
+    pub format: Format,
+    /// The group's reset policy, for partitions without a commit.
+    pub reset: Reset,
+    /// Seconds of history the rates are computed over.
+    pub window: Duration,
+    /// Stop after this many samples (watch mode).
+    pub samples: Option<u64>,
+}
+
+/// Why `admin lag` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LagError {
+    /// No broker answered.
+    #[error(transparent)]
+    Connect(#[from] kafka::ConnectError),
+    /// The group coordinator could not be asked.
+    #[error(transparent)]
+    Group(#[from] inspect::InspectError),
+    /// A Kafka request failed.
+    #[error("{what}")]
+    Kafka {
+        /// What was being read.
+        what: String,
+        /// rskafka's error.
+        #[source]
+        source: rskafka::client::error::Error,
+    },
+    /// The group has no members and no committed offsets.
+    #[error("group '{0}' does not exist: it has no members and no committed offsets")]
+    UnknownGroup(String),
+    /// The topic does not exist.
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    /// Nothing tells which topic to show.
+    #[error("group '{0}' has no committed offsets, the broker reports no subscriptions, and TOPIC does not exist; pass --topic")]
+    NoTopic(String),
+}
+
+/// Everything one sample of one topic knows.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The topic.
+    pub topic: String,
+    /// Offsets and owners.
+    pub snapshot: Snapshot,
+    /// The group as the broker describes it.
+    pub group: GroupDescription,
+}
+
+/// Runs `admin lag` until done (once, or `samples` times, or until `cancel` in watch mode).
+pub async fn run(env: &Env, opts: &Options, cancel: &CancellationToken) -> Result<(), LagError> {
+    let deadline = Some(Instant::now() + Duration::from_secs(30));
+    let client = kafka::connect(&env.kafka_brokers, &env.client_id, deadline, cancel).await?;
+    let mut reader = Reader {
+        client,
+        env: env.clone(),
+        coordinator: None,
+        partition_clients: BTreeMap::new(),
+        started: Instant::now(),
+    };
+    let mut histories: BTreeMap<String, History> = BTreeMap::new();
+    let mut taken = 0u64;
+    loop {
+        let samples = reader.sample(opts).await?;
+        let mut out = String::new();
+        for sample in &samples {
+            let history = histories
+                .entry(sample.topic.clone())
+                .or_insert_with(|| History::new(opts.window.as_secs_f64()));
+            history.push(sample.snapshot.clone());
+            let forecast = opts.watch.and_then(|_| history.forecast(opts.reset));
+            match opts.format {
+                Format::Table => out.push_str(&render_table(
+                    &opts.group,
+                    sample,
+                    forecast.as_ref(),
+                    opts.reset,
+                )),
+                Format::Json => {
+                    out.push_str(
+                        &render_json(&opts.group, sample, forecast.as_ref(), opts.reset)
+                            .to_string(),
+                    );
+                    out.push('\n');
+                }
+            }
+        }
+        if opts.watch.is_some()
+            && opts.format == Format::Table
+            && std::io::IsTerminal::is_terminal(&std::io::stdout())
+        {
+            // Redraw in place for a person watching.
+            print!("\x1b[2J\x1b[H");
+        }
+        print!("{out}");
+        taken += 1;
+        let Some(every) = opts.watch else {
+            return Ok(());
+        };
+        if opts.samples.is_some_and(|n| taken >= n) {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = cancel.cancelled() => return Ok(()),
+        }
+    }
+}
+
+struct Reader {
+    client: Client,
+    env: Env,
+    /// The coordinator connection, reopened after any error.
+    coordinator: Option<Connection>,
+    /// Cached per partition.
+    partition_clients: BTreeMap<TopicPartition, PartitionClient>,
+    /// Time origin for snapshots.
+    started: Instant,
+}
+
+impl Reader {
+    async fn coordinator(&mut self, group: &str) -> Result<&mut Connection, LagError> {
+        if self.coordinator.is_none() {
+            let conn = inspect::coordinator(
+                &self.env.kafka_brokers,
+                &self.env.client_id,
+                group,
+                Duration::from_secs(10),
+            )
+            .await?;
+            self.coordinator = Some(conn);
+        }
+        self.coordinator
+            .as_mut()
+            .ok_or(LagError::UnknownGroup(group.to_string()))
+    }
+
+    async fn sample(&mut self, opts: &Options) -> Result<Vec<Sample>, LagError> {
+        match self.sample_once(opts).await {
+            // A dropped or moved coordinator: ask again once on a fresh connection.
+            Err(LagError::Group(_)) => {
+                self.coordinator = None;
+                self.sample_once(opts).await
+            }
+            other => other,
+        }
+    }
+
+    async fn sample_once(&mut self, opts: &Options) -> Result<Vec<Sample>, LagError> {
+        let group = opts.group.as_str();
+        let description = match inspect::describe(self.coordinator(group).await?, group).await {
+            // Newer brokers (and nisshi) say so for a group they never heard of.
+            Err(inspect::InspectError::Broker {
+                error: group::ResponseError::GroupIdNotFound,
+                ..
+            }) if opts.topic.is_none() => return Err(LagError::UnknownGroup(group.to_string())),
+            Err(inspect::InspectError::Broker {
+                error: group::ResponseError::GroupIdNotFound,
+                ..
+            }) => GroupDescription {
+                state: "Dead".into(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
+            other => other?,
+        };
+        let all_committed = inspect::committed(self.coordinator(group).await?, group, None).await?;
+        if description.members.is_empty() && all_committed.is_empty() && opts.topic.is_none() {
+            return Err(LagError::UnknownGroup(group.to_string()));
+        }
+        let topics: BTreeSet<String> = match &opts.topic {
+            Some(t) => BTreeSet::from([t.clone()]),
+            None => all_committed
+                .keys()
+                .map(|tp| tp.topic.clone())
+                .chain(description.members.iter().flat_map(|m| m.topics.clone()))
+                .collect(),
+        };
+        let listed = self
+            .client
+            .list_topics()
+            .await
+            .map_err(|source| LagError::Kafka {
+                what: "listing topics".into(),
+                source,
+            })?;
+        let topics = if topics.is_empty() && listed.iter().any(|t| t.name == self.env.topic) {
+            BTreeSet::from([self.env.topic.clone()])
+        } else {
+            topics
+        };
+        if topics.is_empty() {
+            return Err(LagError::NoTopic(group.to_string()));
+        }
+        let mut out = Vec::new();
+        for topic in topics {
+            let Some(meta) = listed.iter().find(|t| t.name == topic) else {
+                return Err(LagError::UnknownTopic(topic));
+            };
+            let partitions: Vec<TopicPartition> = meta
+                .partitions
+                .iter()
+                .map(|&p| TopicPartition::new(topic.clone(), p))
+                .collect();
+            // Committed first, log ends second: lag cannot go negative from the order of reads.
+            let committed =
+                inspect::committed(self.coordinator(group).await?, group, Some(&partitions))
+                    .await?;
+            let owners: BTreeMap<&TopicPartition, &str> = description
+                .members
+                .iter()
+                .flat_map(|m| {
+                    m.assignment
+                        .iter()
+                        .map(move |tp| (tp, m.member_id.as_str()))
+                })
+                .collect();
+            let mut snaps = Vec::new();
+            for tp in &partitions {
+                let (log_start, log_end) = self.log_range(tp).await?;
+                let c = committed.get(tp).copied();
+                let from = match (c, opts.reset) {
+                    (Some(c), _) => Some(c),
+                    (None, Reset::Earliest) => Some(log_start),
+                    (None, Reset::Latest) => None,
+                };
+                let oldest = match from {
+                    Some(from) if from < log_end => self.timestamp_at(tp, from).await,
+                    _ => None,
+                };
+                snaps.push(PartitionSnapshot {
+                    partition: tp.partition,
+                    log_start,
+                    log_end,
+                    committed: c,
+                    oldest_unconsumed_ms: oldest,
+                    owner: owners.get(tp).map(|o| o.to_string()),
+                });
+            }
+            out.push(Sample {
+                topic: topic.clone(),
+                snapshot: Snapshot {
+                    at: self.started.elapsed().as_secs_f64(),
+                    wall_ms: now_ms(),
+                    group_state: description.state.clone(),
+                    members: description
+                        .members
+                        .iter()
+                        .map(|m| m.member_id.clone())
+                        .collect(),
+                    partitions: snaps,
+                },
+                group: description.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn partition_client(
+        &mut self,
+        tp: &TopicPartition,
+    ) -> Result<&PartitionClient, LagError> {
+        if !self.partition_clients.contains_key(tp) {
+            let pc = self
+                .client
+                .partition_client(tp.topic.clone(), tp.partition, UnknownTopicHandling::Error)
+                .await
+                .map_err(|source| LagError::Kafka {
+                    what: format!("reaching the leader of {tp}"),
+                    source,
+                })?;
+            self.partition_clients.insert(tp.clone(), pc);
+        }
+        self.partition_clients
+            .get(tp)
+            .ok_or(LagError::UnknownTopic(tp.topic.clone()))
+    }
+
+    async fn log_range(&mut self, tp: &TopicPartition) -> Result<(i64, i64), LagError> {
+        let result = async {
+            let pc = self.partition_client(tp).await?;
+            let start = pc.get_offset(OffsetAt::Earliest).await;
+            let end = pc.get_offset(OffsetAt::Latest).await;
+            match (start, end) {
+                (Ok(s), Ok(e)) => Ok((s, e)),
+                (Err(source), _) | (_, Err(source)) => Err(LagError::Kafka {
+                    what: format!("reading the offsets of {tp}"),
+                    source,
+                }),
+            }
+        }
+        .await;
+        if result.is_err() {
+            // A leader may have moved: reconnect next time.
+            self.partition_clients.remove(tp);
+        }
+        result
+    }
+
+    /// Timestamp of the first record at or after `offset` (best effort: `None` if it cannot be read).
+    async fn timestamp_at(&mut self, tp: &TopicPartition, offset: i64) -> Option<i64> {
+        let pc = self.partition_client(tp).await.ok()?;
+        // A zero wait lets some brokers (nisshi) answer before reading: allow a short one.
+        let (records, _) = pc.fetch_records(offset, 1..64 * 1024, 200).await.ok()?;
+        records
+            .iter()
+            .find(|r| r.offset >= offset)
+            .map(|r| r.record.timestamp.timestamp_millis())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn secs(s: f64) -> String {
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
+    }
+}
+
+fn eta_text(eta: &Eta) -> String {
+    match eta {
+        Eta::Now => "now".into(),
+        Eta::In { secs: s } => secs(*s),
+        Eta::Never { .. } => "never".into(),
+        Eta::Unknown => "?".into(),
+    }
+}
+
+fn state_text(state: State) -> &'static str {
+    match state {
+        State::NoCommit => "NO_COMMIT",
+        State::CaughtUp => "CAUGHT_UP",
+        State::Draining => "DRAINING",
+        State::Growing => "GROWING",
+        State::Stalled => "STALLED",
+    }
+}
+
+/// The table: `kafka-consumer-groups.sh --describe`'s columns, time lag, and in watch mode the
+/// forecast columns and footer.
+pub fn render_table(
+    group: &str,
+    sample: &Sample,
+    forecast: Option<&Forecast>,
+    reset: Reset,
+) -> String {
+    let snap = &sample.snapshot;
+    let members: BTreeMap<&str, &inspect::MemberDescription> = sample
+        .group
+        .members
+        .iter()
+        .map(|m| (m.member_id.as_str(), m))
+        .collect();
+    let mut header = vec![
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "TIME-LAG",
+    ];
+    if forecast.is_some() {
+        header.extend(["STATE", "IN/s", "OUT/s", "ETA"]);
+    }
+    header.extend(["CONSUMER-ID", "HOST", "CLIENT-ID"]);
+    let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    let (mut no_commit, mut clamped) = (false, false);
+    for p in &snap.partitions {
+        let l = lag::lag(p, reset);
+        no_commit |= l.basis == Basis::ResetPosition;
+        clamped |= l.clamped;
+        let member = p.owner.as_deref().and_then(|o| members.get(o));
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        let mut row = vec![
+            group.to_string(),
+            sample.topic.clone(),
+            p.partition.to_string(),
+            p.committed.map_or("-".into(), |c| c.to_string()),
+            p.log_end.to_string(),
+            if l.basis == Basis::ResetPosition {
+                format!("{}*", l.messages)
+            } else {
+                l.messages.to_string()
+            },
+            secs(lag::time_lag_secs(p, snap.wall_ms)),
+        ];
+        if let Some(f) = forecast {
+            let pf = f.partitions.iter().find(|x| x.partition == p.partition);
+            let rates = pf.and_then(|x| x.rates);
+            row.extend([
+                pf.map_or("-", |x| state_text(x.state)).to_string(),
+                rates.map_or("?".into(), |r| format!("{:.1}", r.produce)),
+                rates.map_or("?".into(), |r| format!("{:.1}", r.consume)),
+                pf.map_or("?".into(), |x| eta_text(&x.eta)),
+            ]);
+        }
+        row.extend([
+            p.owner.clone().unwrap_or_else(|| "-".into()),
+            dash(member.map_or("", |m| m.host.as_str())),
+            dash(member.map_or("", |m| m.client_id.as_str())),
+        ]);
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    let total: i64 = snap
+        .partitions
+        .iter()
+        .map(|p| lag::lag(p, reset).messages)
+        .sum();
+    let max_time = snap
+        .partitions
+        .iter()
+        .map(|p| lag::time_lag_secs(p, snap.wall_ms))
+        .fold(0.0, f64::max);
+    let state = match snap.group_state.as_str() {
+        "Stable" => "stable".to_string(),
+        "PreparingRebalance" | "CompletingRebalance" => {
+            format!("REBALANCING ({})", snap.group_state)
+        }
+        "Empty" => "EMPTY (no members)".to_string(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "\ngroup {group} on {}: {state}, {} member(s); total lag {total}; oldest unconsumed record {} old",
+        sample.topic,
+        snap.members.len(),
+        secs(max_time)
+    );
+    if no_commit {
+        let from = match reset {
+            Reset::Earliest => "the log start (auto.offset.reset=earliest)",
+            Reset::Latest => "the log end (auto.offset.reset=latest)",
+        };
+        let _ = writeln!(out, "* no committed offset: lag counted from {from}");
+    }
+    if clamped {
+        let _ = writeln!(
+            out,
+            "a committed offset was ahead of the log end read a moment later; lag shown as 0"
+        );
+    }
+    if let Some(f) = forecast {
+        let _ = writeln!(
+            out,
+            "producing {:.1}/s, consuming {:.1}/s; lag drains: {}",
+            f.produce_rate,
+            f.consume_rate,
+            match &f.eta {
+                Eta::Never { reason } => format!("never ({reason})"),
+                other => eta_text(other),
+            }
+        );
+        let _ = writeln!(
+            out,
+            "consumers needed to keep up: {}",
+            needed_text(&f.needed)
+        );
+    }
+    out
+}
+
+fn needed_text(n: &Needed) -> String {
+    match n {
+        Needed::Count {
+            count,
+            capacity_per_consumer,
+            limited_by_partitions,
+        } => {
+            let mut s =
+                format!("{count} (one consumer handles about {capacity_per_consumer:.1}/s)");
+            if *limited_by_partitions {
+                s.push_str("; the partition count is the limit: more consumers than partitions would sit idle");
+            }
+            s
+        }
+        Needed::Unknown { reason } => format!("unknown ({reason})"),
+    }
+}
+
+/// One JSON object per sample.
+pub fn render_json(
+    group: &str,
+    sample: &Sample,
+    forecast: Option<&Forecast>,
+    reset: Reset,
+) -> serde_json::Value {
+    let snap = &sample.snapshot;
+    let members: BTreeMap<&str, &inspect::MemberDescription> = sample
+        .group
+        .members
+        .iter()
+        .map(|m| (m.member_id.as_str(), m))
+        .collect();
+    let partitions: Vec<serde_json::Value> = snap
+        .partitions
+        .iter()
+        .map(|p| {
+            let l = lag::lag(p, reset);
+            let member = p.owner.as_deref().and_then(|o| members.get(o));
+            let pf =
+                forecast.and_then(|f| f.partitions.iter().find(|x| x.partition == p.partition));
+            json!({
+                "partition": p.partition,
+                "current_offset": p.committed,
+                "log_end_offset": p.log_end,
+                "log_start_offset": p.log_start,
+                "lag": l.messages,
+                "lag_basis": l.basis,
+                "lag_clamped": l.clamped,
+                "time_lag_seconds": lag::time_lag_secs(p, snap.wall_ms),
+                "consumer_id": p.owner,
+                "host": member.map(|m| m.host.clone()).filter(|h| !h.is_empty()),
+                "client_id": member.map(|m| m.client_id.clone()).filter(|c| !c.is_empty()),
+                "state": pf.map(|x| x.state),
+                "rates": pf.and_then(|x| x.rates),
+                "eta": pf.map(|x| &x.eta),
+            })
+        })
+        .collect();
+    json!({
+        "group": group,
+        "topic": sample.topic,
+        "group_state": snap.group_state,
+        "members": snap.members.len(),
+        "total_lag": snap.partitions.iter().map(|p| lag::lag(p, reset).messages).sum::<i64>(),
+        "partitions": partitions,
+        "forecast": forecast.map(|f| json!({
+            "produce_rate": f.produce_rate,
+            "consume_rate": f.consume_rate,
+            "eta": f.eta,
+            "consumers_needed": f.needed,
+        })),
+    })
+}

@@ -1,0 +1,223 @@
+//! `admin lag` against a real broker, checked against kafka-python and confluent-kafka.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::{produce, python, run_bin, unique, wait_for, Broker, Spawned};
+
+const ADMIN: &str = env!("CARGO_BIN_EXE_admin");
+
+fn admin_lag(broker: &Broker, args: &[&str]) -> (Option<i32>, String, String) {
+    let addr = broker.addr();
+    let mut all = vec!["lag"];
+    all.extend_from_slice(args);
+    run_bin(
+        ADMIN,
+        &all,
+        &[("KAFKA_BROKERS", &addr)],
+        Duration::from_secs(60),
+    )
+}
+
+fn json_lag(broker: &Broker, group: &str, topic: &str) -> Value {
+    let (code, out, err) = admin_lag(
+        broker,
+        &["--group", group, "--topic", topic, "--format", "json"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Our JSON and another client's view agree on committed offsets, log ends and lag per partition.
+fn assert_same_view(ours: &Value, theirs: &Value, who: &str) {
+    for p in ours["partitions"].as_array().expect("partitions") {
+        let key = p["partition"].to_string();
+        let t = &theirs["partitions"][&key];
+        assert_eq!(
+            p["current_offset"], t["committed"],
+            "{who} p{key}: committed\nours {ours}\ntheirs {theirs}"
+        );
+        assert_eq!(p["log_end_offset"], t["end"], "{who} p{key}: log end");
+        assert_eq!(p["lag"], t["lag"], "{who} p{key}: lag");
+    }
+    assert_eq!(ours["total_lag"], theirs["total_lag"], "{who}: total");
+}
+
+#[test]
+fn reports_what_kafka_python_and_confluent_report_for_our_group_and_theirs() {
+    let broker = Broker::start_with(&["--group-initial-rebalance-delay", "1s"]);
+    let topic = unique("lag");
+    testkit::create_topic(&broker.addr(), &topic, 3);
+    produce::produce_seq(&broker.addr(), &topic, 3, "p", 60);
+
+    // A group of ours: our consumer reads everything, commits and leaves; then more is produced.
+    let ours = unique("ours");
+    let addr = broker.addr();
+    let mut c = Spawned::start(
+        "consumer",
+        &testkit::workspace_bin("consumer"),
+        &[
+            ("KAFKA_BROKERS", &addr),
+            ("TOPIC", &topic),
+            ("GROUP_ID", &ours),
+            ("METRICS_ADDR", ""),
+        ],
+    );
+    wait_for(
+        "60 printed",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || (c.stdout().len() >= 60).then_some(()),
+    );
+    assert_eq!(
+        c.terminate(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+
+    // A group of theirs: kafka-python consumes for a few seconds and leaves.
+    let theirs = unique("theirs");
+    python::run(
+        "group_member.py",
+        &[
+            "--client",
+            "kafka-python",
+            "--brokers",
+            &addr,
+            "--group",
+            &theirs,
+            "--topic",
+            &topic,
+            "--seconds",
+            "6",
+        ],
+    );
+    produce::produce_seq(&broker.addr(), &topic, 3, "later", 30);
+
+    for group in [&ours, &theirs] {
+        let view = json_lag(&broker, group, &topic);
+        assert_eq!(view["total_lag"], 30, "{group}: {view}");
+        for client in ["kafka-python", "confluent"] {
+            let other = python::run(
+                "group_offsets.py",
+                &[
+                    "--brokers",
+                    &addr,
+                    "--group",
+                    group,
+                    "--topic",
+                    &topic,
+                    "--client",
+                    client,
+                ],
+            );
+            let other: Value = serde_json::from_str(other.trim()).expect("json");
+            assert_same_view(&view, &other, &format!("{group} vs {client}"));
+        }
+    }
+
+    // The table carries kafka-consumer-groups.sh's columns and a total.
+    let (code, table, err) = admin_lag(&broker, &["--group", &ours, "--topic", &topic]);
+    assert_eq!(code, Some(0), "{err}");
+    let header = table.lines().next().unwrap_or_default();
+    for column in [
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "TIME-LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ] {
+        assert!(header.contains(column), "{column} in {header}");
+    }
+    assert!(table.contains("total lag 30"), "{table}");
+    assert!(
+        table.contains("EMPTY (no members)"),
+        "the group left: {table}"
+    );
+}
+
+#[test]
+fn a_partition_without_a_commit_is_shown_as_such() {
+    let broker = Broker::start_with(&["--group-initial-rebalance-delay", "1s"]);
+    let topic = unique("nocommit");
+    testkit::create_topic(&broker.addr(), &topic, 3);
+    // Only partition 0 gets data, so only it is ever committed.
+    produce::produce_seq(&broker.addr(), &topic, 1, "p", 10);
+    let group = unique("g");
+    let addr = broker.addr();
+    let mut c = Spawned::start(
+        "consumer",
+        &testkit::workspace_bin("consumer"),
+        &[
+            ("KAFKA_BROKERS", &addr),
+            ("TOPIC", &topic),
+            ("GROUP_ID", &group),
+            ("METRICS_ADDR", ""),
+        ],
+    );
+    wait_for(
+        "10 printed",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || (c.stdout().len() >= 10).then_some(()),
+    );
+    assert_eq!(c.terminate(Duration::from_secs(15)), Some(0));
+    produce::produce(
+        &broker.addr(),
+        &topic,
+        3,
+        vec![Some(produce::payload("q", 1)); 3],
+    );
+
+    let view = json_lag(&broker, &group, &topic);
+    let p1 = &view["partitions"][1];
+    assert_eq!(p1["current_offset"], Value::Null, "{view}");
+    assert_eq!(p1["lag_basis"], "reset_position");
+    assert_eq!(p1["lag"], 1, "counted from the earliest offset");
+    let (_, table, _) = admin_lag(&broker, &["--group", &group, "--topic", &topic]);
+    assert!(
+        table.contains("* no committed offset: lag counted from the log start"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some("1"))
+        .unwrap_or_default();
+    assert_eq!(
+        row.split_whitespace().nth(3),
+        Some("-"),
+        "no commit is '-', not -1 or 0: {row}"
+    );
+    assert_eq!(row.split_whitespace().nth(5), Some("1*"), "{row}");
+}
+
+#[test]
+fn unknown_group_unknown_topic_and_unreachable_brokers_fail_clearly() {
+    let broker = Broker::start();
+    let (code, _, err) = admin_lag(&broker, &["--group", "nobody-here"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("group 'nobody-here' does not exist"), "{err}");
+
+    let (code, _, err) = admin_lag(&broker, &["--group", "g", "--topic", "no-such-topic"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("topic 'no-such-topic' does not exist"),
+        "{err}"
+    );
+
+    let dead = format!("127.0.0.1:{}", testkit::closed_port());
+    let (code, _, err) = run_bin(
+        ADMIN,
+        &["lag"],
+        &[("KAFKA_BROKERS", &dead)],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no broker in") && err.contains(&dead), "{err}");
+}

@@ -1,0 +1,214 @@
+//! Looking at a group from outside, as lag tools do: its state and members (DescribeGroups) and its
+//! committed offsets (OffsetFetch), from the group coordinator. Works for groups of any client.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use kafka_protocol::{
+    messages::{
+        offset_fetch_request::OffsetFetchRequestTopic, DescribeGroupsRequest,
+        FindCoordinatorRequest, GroupId, OffsetFetchRequest, TopicName,
+    },
+    protocol::StrBytes,
+    ResponseError,
+};
+
+use crate::{
+    codec,
+    connection::{Connection, ConnectionError},
+    wire::{Request, Response},
+    TopicPartition,
+};
+
+/// Why looking at a group failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InspectError {
+    /// No broker could be reached.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// The broker answered with an error.
+    #[error("{request} for group '{group}' failed: {error}")]
+    Broker {
+        /// The request.
+        request: &'static str,
+        /// The group.
+        group: String,
+        /// The error.
+        error: ResponseError,
+    },
+    /// The broker answered something else.
+    #[error("unexpected answer to {0}")]
+    Unexpected(&'static str),
+}
+
+/// A member as DescribeGroups reports it. Brokers differ in what they fill in: the test broker leaves
+/// client id, host and assignment empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    /// Member id.
+    pub member_id: String,
+    /// Static membership id.
+    pub instance_id: Option<String>,
+    /// The member's client id ("" when not reported).
+    pub client_id: String,
+    /// The member's host ("" when not reported).
+    pub host: String,
+    /// Its partitions, when the broker reports the assignment.
+    pub assignment: Vec<TopicPartition>,
+    /// Its subscribed topics, when the broker reports the metadata.
+    pub topics: Vec<String>,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// `Stable`, `PreparingRebalance`, `CompletingRebalance`, `Empty` or `Dead`.
+    pub state: String,
+    /// The chosen assignor.
+    pub protocol: String,
+    /// Members.
+    pub members: Vec<MemberDescription>,
+}
+
+/// Connects to the coordinator of `group` through the first bootstrap broker that answers.
+pub async fn coordinator(
+    bootstrap: &[String],
+    client_id: &str,
+    group: &str,
+    timeout: Duration,
+) -> Result<Connection, InspectError> {
+    let mut last = None;
+    for addr in bootstrap {
+        let mut conn = match Connection::connect(addr, client_id, timeout).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        // COORDINATOR_NOT_AVAILABLE while the offsets topic is created: a few quick retries.
+        for attempt in 0..10u32 {
+            let request = FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(group.to_string()));
+            let Response::FindCoordinator(r) = conn.call(Request::FindCoordinator(request)).await?
+            else {
+                return Err(InspectError::Unexpected("FindCoordinator"));
+            };
+            let (code, host, port) = match r.coordinators.first() {
+                Some(c) => (c.error_code, c.host.to_string(), c.port),
+                None => (r.error_code, r.host.to_string(), r.port),
+            };
+            match ResponseError::try_from_code(code) {
+                None => {
+                    return Ok(
+                        Connection::connect(&format!("{host}:{port}"), client_id, timeout).await?,
+                    )
+                }
+                Some(e) if e.is_retriable() && attempt < 9 => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Some(error) => {
+                    return Err(InspectError::Broker {
+                        request: "FindCoordinator",
+                        group: group.to_string(),
+                        error,
+                    })
+                }
+            }
+        }
+    }
+    Err(last.map_or(
+        InspectError::Unexpected("FindCoordinator"),
+        InspectError::from,
+    ))
+}
+
+/// The group's state and members.
+pub async fn describe(
+    conn: &mut Connection,
+    group: &str,
+) -> Result<GroupDescription, InspectError> {
+    let request = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let Response::DescribeGroups(r) = conn.call(Request::DescribeGroups(request)).await? else {
+        return Err(InspectError::Unexpected("DescribeGroups"));
+    };
+    let g = r
+        .groups
+        .into_iter()
+        .next()
+        .ok_or(InspectError::Unexpected("DescribeGroups"))?;
+    if let Some(error) = ResponseError::try_from_code(g.error_code) {
+        return Err(InspectError::Broker {
+            request: "DescribeGroups",
+            group: group.to_string(),
+            error,
+        });
+    }
+    Ok(GroupDescription {
+        state: g.group_state.to_string(),
+        protocol: g.protocol_data.to_string(),
+        members: g
+            .members
+            .into_iter()
+            .map(|m| MemberDescription {
+                member_id: m.member_id.to_string(),
+                instance_id: m.group_instance_id.map(|i| i.to_string()),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                assignment: codec::decode_assignment(&m.member_assignment).unwrap_or_default(),
+                topics: codec::decode_subscription(&m.member_metadata)
+                    .map(|s| s.topics)
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    })
+}
+
+/// Committed offsets of `group` for `partitions` (`None`: every partition it ever committed).
+/// Partitions without a commit are absent.
+pub async fn committed(
+    conn: &mut Connection,
+    group: &str,
+    partitions: Option<&[TopicPartition]>,
+) -> Result<BTreeMap<TopicPartition, i64>, InspectError> {
+    let topics = partitions.map(|parts| {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for tp in parts {
+            by_topic.entry(&tp.topic).or_default().push(tp.partition);
+        }
+        by_topic
+            .into_iter()
+            .map(|(t, ps)| {
+                OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                    .with_partition_indexes(ps)
+            })
+            .collect()
+    });
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(topics);
+    let Response::OffsetFetch(r) = conn.call(Request::OffsetFetch(request)).await? else {
+        return Err(InspectError::Unexpected("OffsetFetch"));
+    };
+    if let Some(error) = ResponseError::try_from_code(r.error_code) {
+        return Err(InspectError::Broker {
+            request: "OffsetFetch",
+            group: group.to_string(),
+            error,
+        });
+    }
+    let mut out = BTreeMap::new();
+    for t in r.topics {
+        for p in t.partitions {
+            if p.error_code == 0 && p.committed_offset >= 0 {
+                out.insert(
+                    TopicPartition::new(t.name.0.as_str(), p.partition_index),
+                    p.committed_offset,
+                );
+            }
+        }
+    }
+    Ok(out)
+}
