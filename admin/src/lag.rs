@@ -8,6 +8,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
+    sync::Arc,
     time::Duration,
 };
 
@@ -100,10 +101,19 @@ pub enum LagError {
     /// The topic does not exist.
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
+    /// A reading task failed.
+    #[error("reading partitions: {0}")]
+    Task(String),
+    /// The brokers did not answer in time.
+    #[error("no complete answer from the brokers within {0:?}")]
+    Timeout(Duration),
     /// Nothing tells which topic to show.
     #[error("group '{0}' has no committed offsets, the broker reports no subscriptions, and TOPIC does not exist; pass --topic")]
     NoTopic(String),
 }
+
+/// Upper bound on one sample (every request it makes).
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything one sample of one topic knows.
 #[derive(Debug, Clone)]
@@ -130,7 +140,19 @@ pub async fn run(env: &Env, opts: &Options, cancel: &CancellationToken) -> Resul
     let mut histories: BTreeMap<String, History> = BTreeMap::new();
     let mut taken = 0u64;
     loop {
-        let samples = reader.sample(opts).await?;
+        let samples = match reader.sample(opts).await {
+            Ok(samples) => samples,
+            // Watching, a failed sample is reported and the next one tried: the point of watching is
+            // to keep looking through a broker restart or a rebalance.
+            Err(err)
+                if opts.watch.is_some()
+                    && !matches!(err, LagError::UnknownGroup(_) | LagError::UnknownTopic(_)) =>
+            {
+                eprintln!("sample failed: {err}");
+                Vec::new()
+            }
+            Err(err) => return Err(err),
+        };
         let mut out = String::new();
         for sample in &samples {
             let history = histories
@@ -182,7 +204,7 @@ struct Reader {
     /// The coordinator connection, reopened after any error.
     coordinator: Option<Connection>,
     /// Cached per partition.
-    partition_clients: BTreeMap<TopicPartition, PartitionClient>,
+    partition_clients: BTreeMap<TopicPartition, Arc<PartitionClient>>,
     /// Time origin for snapshots.
     started: Instant,
 }
@@ -204,19 +226,26 @@ impl Reader {
             .ok_or(LagError::UnknownGroup(group.to_string()))
     }
 
+    /// One sample, bounded in time. A dropped or moved coordinator, or a request that never gets an
+    /// answer, is retried once on fresh connections.
     async fn sample(&mut self, opts: &Options) -> Result<Vec<Sample>, LagError> {
-        match self.sample_once(opts).await {
-            // A dropped or moved coordinator: ask again once on a fresh connection.
-            Err(LagError::Group(_)) => {
-                self.coordinator = None;
-                self.sample_once(opts).await
+        let mut last = None;
+        for _ in 0..2 {
+            match tokio::time::timeout(SAMPLE_TIMEOUT, self.sample_once(opts)).await {
+                Ok(Err(LagError::Group(e))) => last = Some(LagError::Group(e)),
+                Ok(result) => return result,
+                Err(_) => last = Some(LagError::Timeout(SAMPLE_TIMEOUT)),
             }
-            other => other,
+            tracing::debug!(cause = ?last, "sample failed; retrying on fresh connections");
+            self.coordinator = None;
+            self.partition_clients.clear();
         }
+        Err(last.unwrap_or(LagError::Timeout(SAMPLE_TIMEOUT)))
     }
 
     async fn sample_once(&mut self, opts: &Options) -> Result<Vec<Sample>, LagError> {
         let group = opts.group.as_str();
+        tracing::debug!("describing the group");
         let description = match inspect::describe(self.coordinator(group).await?, group).await {
             // Newer brokers (and nisshi) say so for a group they never heard of.
             Err(inspect::InspectError::Broker {
@@ -233,6 +262,7 @@ impl Reader {
             },
             other => other?,
         };
+        tracing::debug!("fetching committed offsets");
         let all_committed = inspect::committed(self.coordinator(group).await?, group, None).await?;
         if description.members.is_empty() && all_committed.is_empty() && opts.topic.is_none() {
             return Err(LagError::UnknownGroup(group.to_string()));
@@ -284,28 +314,35 @@ impl Reader {
                         .map(move |tp| (tp, m.member_id.as_str()))
                 })
                 .collect();
-            let mut snaps = Vec::new();
+            // Every partition at once: one round trip of latency per sample, not one per partition.
+            let mut reads = tokio::task::JoinSet::new();
             for tp in &partitions {
-                let (log_start, log_end) = self.log_range(tp).await?;
-                let c = committed.get(tp).copied();
-                let from = match (c, opts.reset) {
-                    (Some(c), _) => Some(c),
-                    (None, Reset::Earliest) => Some(log_start),
-                    (None, Reset::Latest) => None,
-                };
-                let oldest = match from {
-                    Some(from) if from < log_end => self.timestamp_at(tp, from).await,
-                    _ => None,
-                };
-                snaps.push(PartitionSnapshot {
-                    partition: tp.partition,
-                    log_start,
-                    log_end,
-                    committed: c,
-                    oldest_unconsumed_ms: oldest,
-                    owner: owners.get(tp).map(|o| o.to_string()),
-                });
+                let pc = self.partition_client(tp).await?;
+                let (tp, c, reset) = (tp.clone(), committed.get(tp).copied(), opts.reset);
+                reads.spawn(async move { read_partition(pc, tp, c, reset).await });
             }
+            let mut snaps = Vec::new();
+            while let Some(read) = reads.join_next().await {
+                match read {
+                    Ok(Ok(mut snap)) => {
+                        snap.owner = owners
+                            .iter()
+                            .find(|(tp, _)| tp.partition == snap.partition && tp.topic == topic)
+                            .map(|(_, o)| o.to_string());
+                        snaps.push(snap);
+                    }
+                    Ok(Err((tp, source))) => {
+                        // A leader may have moved: reconnect next time.
+                        self.partition_clients.remove(&tp);
+                        return Err(LagError::Kafka {
+                            what: format!("reading the offsets of {tp}"),
+                            source,
+                        });
+                    }
+                    Err(join) => return Err(LagError::Task(join.to_string())),
+                }
+            }
+            snaps.sort_by_key(|p| p.partition);
             out.push(Sample {
                 topic: topic.clone(),
                 snapshot: Snapshot {
@@ -328,54 +365,67 @@ impl Reader {
     async fn partition_client(
         &mut self,
         tp: &TopicPartition,
-    ) -> Result<&PartitionClient, LagError> {
-        if !self.partition_clients.contains_key(tp) {
-            let pc = self
-                .client
-                .partition_client(tp.topic.clone(), tp.partition, UnknownTopicHandling::Error)
-                .await
-                .map_err(|source| LagError::Kafka {
-                    what: format!("reaching the leader of {tp}"),
-                    source,
-                })?;
-            self.partition_clients.insert(tp.clone(), pc);
+    ) -> Result<Arc<PartitionClient>, LagError> {
+        if let Some(pc) = self.partition_clients.get(tp) {
+            return Ok(Arc::clone(pc));
         }
-        self.partition_clients
-            .get(tp)
-            .ok_or(LagError::UnknownTopic(tp.topic.clone()))
+        let pc = self
+            .client
+            .partition_client(tp.topic.clone(), tp.partition, UnknownTopicHandling::Error)
+            .await
+            .map_err(|source| LagError::Kafka {
+                what: format!("reaching the leader of {tp}"),
+                source,
+            })?;
+        let pc = Arc::new(pc);
+        self.partition_clients.insert(tp.clone(), Arc::clone(&pc));
+        Ok(pc)
     }
+}
 
-    async fn log_range(&mut self, tp: &TopicPartition) -> Result<(i64, i64), LagError> {
-        let result = async {
-            let pc = self.partition_client(tp).await?;
-            let start = pc.get_offset(OffsetAt::Earliest).await;
-            let end = pc.get_offset(OffsetAt::Latest).await;
-            match (start, end) {
-                (Ok(s), Ok(e)) => Ok((s, e)),
-                (Err(source), _) | (_, Err(source)) => Err(LagError::Kafka {
-                    what: format!("reading the offsets of {tp}"),
-                    source,
-                }),
-            }
-        }
-        .await;
-        if result.is_err() {
-            // A leader may have moved: reconnect next time.
-            self.partition_clients.remove(tp);
-        }
-        result
-    }
+/// Log range, committed offset and the timestamp of the oldest unconsumed record of one partition.
+async fn read_partition(
+    pc: Arc<PartitionClient>,
+    tp: TopicPartition,
+    committed: Option<i64>,
+    reset: Reset,
+) -> Result<PartitionSnapshot, (TopicPartition, rskafka::client::error::Error)> {
+    let log_start = pc
+        .get_offset(OffsetAt::Earliest)
+        .await
+        .map_err(|e| (tp.clone(), e))?;
+    let log_end = pc
+        .get_offset(OffsetAt::Latest)
+        .await
+        .map_err(|e| (tp.clone(), e))?;
+    let from = match (committed, reset) {
+        (Some(c), _) => Some(c),
+        (None, Reset::Earliest) => Some(log_start),
+        (None, Reset::Latest) => None,
+    };
+    let oldest = match from {
+        Some(from) if from < log_end => timestamp_at(&pc, from).await,
+        _ => None,
+    };
+    Ok(PartitionSnapshot {
+        partition: tp.partition,
+        log_start,
+        log_end,
+        committed,
+        oldest_unconsumed_ms: oldest,
+        owner: None,
+    })
+}
 
-    /// Timestamp of the first record at or after `offset` (best effort: `None` if it cannot be read).
-    async fn timestamp_at(&mut self, tp: &TopicPartition, offset: i64) -> Option<i64> {
-        let pc = self.partition_client(tp).await.ok()?;
-        // A zero wait lets some brokers (nisshi) answer before reading: allow a short one.
-        let (records, _) = pc.fetch_records(offset, 1..64 * 1024, 200).await.ok()?;
-        records
-            .iter()
-            .find(|r| r.offset >= offset)
-            .map(|r| r.record.timestamp.timestamp_millis())
-    }
+/// Timestamp of the first record at or after `offset` (best effort: `None` if it cannot be read).
+/// Asks for 1 KiB: the broker still returns the first whole batch, which is all this needs.
+async fn timestamp_at(pc: &PartitionClient, offset: i64) -> Option<i64> {
+    // A zero wait lets some brokers (nisshi) answer before reading: allow a short one.
+    let (records, _) = pc.fetch_records(offset, 1..1024, 200).await.ok()?;
+    records
+        .iter()
+        .find(|r| r.offset >= offset)
+        .map(|r| r.record.timestamp.timestamp_millis())
 }
 
 fn now_ms() -> i64 {

@@ -121,7 +121,7 @@ pub fn time_lag_secs(p: &PartitionSnapshot, wall_ms: i64) -> f64 {
 pub enum State {
     /// The group never committed it.
     NoCommit,
-    /// Less than [`CAUGHT_UP_SECS`] of production behind (or nothing).
+    /// Keeping up, and less than [`CAUGHT_UP_SECS`] of production behind (or nothing behind).
     CaughtUp,
     /// Behind, and consumption outpaces production.
     Draining,
@@ -370,7 +370,11 @@ fn state(p: &PartitionSnapshot, lag: Lag, rates: Option<Rates>) -> State {
             State::Growing
         };
     };
-    if lag.messages == 0 || (r.produce > 0.0 && lag.messages as f64 / r.produce <= CAUGHT_UP_SECS) {
+    // Keeping up (within the noise of stepwise commits) with little behind.
+    let keeping_up = r.consume >= r.produce * 0.95;
+    if lag.messages == 0
+        || (keeping_up && r.produce > 0.0 && lag.messages as f64 / r.produce <= CAUGHT_UP_SECS)
+    {
         State::CaughtUp
     } else if r.stable_secs > 0.0 && r.consume == 0.0 {
         State::Stalled

@@ -274,3 +274,15 @@ fn time_lag_is_the_age_of_the_oldest_unconsumed_record() {
     p.oldest_unconsumed_ms = None;
     assert_eq!(time_lag_secs(&p, 4_500), 0.0);
 }
+
+#[test]
+fn slightly_behind_but_losing_ground_is_growing_not_caught_up() {
+    // 9.2/s produced, 8.3/s consumed, only 70 behind: small lag, but it never catches up.
+    let h = history(12, 9.2, 8.3, 70, 1);
+    let f = h.forecast(Reset::Earliest).expect("forecast");
+    assert!(
+        f.partitions.iter().all(|p| p.state == State::Growing),
+        "{:?}",
+        f.partitions
+    );
+}

@@ -71,7 +71,10 @@ pub fn run_bin(
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> (Option<i32>, String, String) {
-    use std::process::{Command, Stdio};
+    use std::{
+        io::Read,
+        process::{Command, Stdio},
+    };
     let mut child = Command::new(bin)
         .args(args)
         .env_clear()
@@ -82,29 +85,46 @@ pub fn run_bin(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
+    // Drain both pipes while waiting: a child that writes more than a pipe holds would otherwise
+    // block forever on its write while we wait for it to exit.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
     let deadline = Instant::now() + timeout;
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => break,
+            Ok(Some(status)) => break status,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             _ => {
                 let _ = child.kill();
-                let out = child.wait_with_output().ok();
-                let stderr = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned());
-                panic!(
-                    "{bin} {args:?} did not finish within {timeout:?}; stderr:\n{}",
-                    stderr.unwrap_or_default()
-                );
+                let _ = child.wait();
+                let stderr = err.join().unwrap_or_default();
+                panic!("{bin} {args:?} did not finish within {timeout:?}; stderr:\n{stderr}");
             }
         }
-    }
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("reading {bin}'s output: {e}"));
+    };
     (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        status.code(),
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
     )
 }
 
