@@ -435,6 +435,15 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+fn members_by_id(sample: &Sample) -> BTreeMap<&str, &inspect::MemberDescription> {
+    sample
+        .group
+        .members
+        .iter()
+        .map(|m| (m.member_id.as_str(), m))
+        .collect()
+}
+
 fn secs(s: f64) -> String {
     if s < 60.0 {
         format!("{s:.1}s")
@@ -477,12 +486,7 @@ pub fn render_table(
     reset: Reset,
 ) -> String {
     let snap = &sample.snapshot;
-    let members: BTreeMap<&str, &inspect::MemberDescription> = sample
-        .group
-        .members
-        .iter()
-        .map(|m| (m.member_id.as_str(), m))
-        .collect();
+    let members = members_by_id(sample);
     let mut header = vec![
         "GROUP",
         "TOPIC",
@@ -636,12 +640,7 @@ pub fn render_json(
     reset: Reset,
 ) -> serde_json::Value {
     let snap = &sample.snapshot;
-    let members: BTreeMap<&str, &inspect::MemberDescription> = sample
-        .group
-        .members
-        .iter()
-        .map(|m| (m.member_id.as_str(), m))
-        .collect();
+    let members = members_by_id(sample);
     let partitions: Vec<serde_json::Value> = snap
         .partitions
         .iter()

@@ -4,7 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{broker, consumer, http_get, metrics_addr};
+use common::{broker, consumer, metrics_addr};
+use testkit::http_get;
 use testkit::{produce, unique, wait_for};
 
 const POLL: Duration = Duration::from_millis(50);

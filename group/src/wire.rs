@@ -287,37 +287,52 @@ impl Request {
         correlation_id: i32,
         client_id: &str,
     ) -> Result<Bytes, WireError> {
-        let api = self.api_key();
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
-        let mut buf = BytesMut::with_capacity(256);
-        buf.put_i32(0); // size, patched below
-        let codec = |e: anyhow::Error| WireError::Codec {
-            what: format!("encoding {api:?} v{version}"),
-            reason: e.to_string(),
-        };
-        header
-            .encode(&mut buf, api.request_header_version(version))
-            .map_err(codec)?;
-        match self {
-            Self::FindCoordinator(r) => r.encode(&mut buf, version),
-            Self::JoinGroup(r) => r.encode(&mut buf, version),
-            Self::SyncGroup(r) => r.encode(&mut buf, version),
-            Self::Heartbeat(r) => r.encode(&mut buf, version),
-            Self::OffsetFetch(r) => r.encode(&mut buf, version),
-            Self::OffsetCommit(r) => r.encode(&mut buf, version),
-            Self::LeaveGroup(r) => r.encode(&mut buf, version),
-            Self::Metadata(r) => r.encode(&mut buf, version),
-            Self::DescribeGroups(r) => r.encode(&mut buf, version),
-        }
-        .map_err(codec)?;
-        let size = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&size.to_be_bytes());
-        Ok(buf.freeze())
+        frame(
+            self.api_key(),
+            version,
+            correlation_id,
+            client_id,
+            |buf| match self {
+                Self::FindCoordinator(r) => r.encode(buf, version),
+                Self::JoinGroup(r) => r.encode(buf, version),
+                Self::SyncGroup(r) => r.encode(buf, version),
+                Self::Heartbeat(r) => r.encode(buf, version),
+                Self::OffsetFetch(r) => r.encode(buf, version),
+                Self::OffsetCommit(r) => r.encode(buf, version),
+                Self::LeaveGroup(r) => r.encode(buf, version),
+                Self::Metadata(r) => r.encode(buf, version),
+                Self::DescribeGroups(r) => r.encode(buf, version),
+            },
+        )
     }
+}
+
+/// Size prefix, request header for `api` at `version`, then the body `encode_body` writes.
+fn frame(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    encode_body: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+) -> Result<Bytes, WireError> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0); // size, patched below
+    let codec = |e: anyhow::Error| WireError::Codec {
+        what: format!("encoding {api:?} v{version}"),
+        reason: e.to_string(),
+    };
+    header
+        .encode(&mut buf, api.request_header_version(version))
+        .map_err(codec)?;
+    encode_body(&mut buf).map_err(codec)?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.freeze())
 }
 
 /// Decodes a response frame's body (after the size prefix) for `api` at `version`, checking the
@@ -368,30 +383,16 @@ pub fn api_versions_frame(
     correlation_id: i32,
     client_id: &str,
 ) -> Result<Bytes, WireError> {
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::ApiVersions as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
     let body = ApiVersionsRequest::default()
         .with_client_software_name(StrBytes::from_static_str("kafka-lag-lab"))
         .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-    let mut buf = BytesMut::with_capacity(64);
-    buf.put_i32(0);
-    let codec = |e: anyhow::Error| WireError::Codec {
-        what: format!("encoding ApiVersions v{version}"),
-        reason: e.to_string(),
-    };
-    header
-        .encode(
-            &mut buf,
-            ApiKey::ApiVersions.request_header_version(version),
-        )
-        .map_err(codec)?;
-    body.encode(&mut buf, version).map_err(codec)?;
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(buf.freeze())
+    frame(
+        ApiKey::ApiVersions,
+        version,
+        correlation_id,
+        client_id,
+        |buf| body.encode(buf, version),
+    )
 }
 
 /// Decodes an ApiVersions response. Its header is always v0, even for flexible versions (KIP-511), so

@@ -266,20 +266,7 @@ fn metrics_count_acknowledged_messages_and_readiness_waits_for_the_first() {
         },
     );
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let target = addr.clone();
-    let get = move |path: &str| -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&target).expect("connect");
-        write!(s, "GET {path} HTTP/1.1\r\n\r\n").expect("write");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
-        let code = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (code, out)
-    };
+    let get = |path: &str| testkit::http_get(&addr, path);
     assert_eq!(get("/healthz").0, 200);
     assert_eq!(get("/readyz").0, 503, "not ready before the topic exists");
     testkit::create_topic(&broker.addr(), &topic, 9);
