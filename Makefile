@@ -24,8 +24,10 @@ lint: ## cargo fmt --check and clippy with warnings denied
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: test
-test: deps lint ## lint, then unit and integration tests against a real broker
+test: deps lint ## lint, then unit and integration tests against a real broker, then the manifests
 	cargo test --workspace --all-targets --locked
+	kubectl kustomize k8s >/dev/null
+	$${PYTHON:-python3} -m unittest discover -s tests/k8s -v
 
 .PHONY: build
 build: ## static (musl) release binaries in target/x86_64-unknown-linux-musl/release
