@@ -43,6 +43,33 @@ fn assert_same_view(ours: &Value, theirs: &Value, who: &str) {
     assert_eq!(ours["total_lag"], theirs["total_lag"], "{who}: total");
 }
 
+/// Runs our consumer in `group` until it printed `count` messages, then stops it (commit and leave).
+fn consume_then_leave(broker: &Broker, topic: &str, group: &str, count: usize) {
+    let addr = broker.addr();
+    let mut c = Spawned::start(
+        "consumer",
+        &testkit::workspace_bin("consumer"),
+        &[
+            ("KAFKA_BROKERS", &addr),
+            ("TOPIC", topic),
+            ("GROUP_ID", group),
+            ("METRICS_ADDR", ""),
+        ],
+    );
+    wait_for(
+        "the messages printed",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || (c.stdout().len() >= count).then_some(()),
+    );
+    assert_eq!(
+        c.terminate(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+}
+
 #[test]
 fn reports_what_kafka_python_and_confluent_report_for_our_group_and_theirs() {
     let broker = Broker::start_with(&["--group-initial-rebalance-delay", "1s"]);
@@ -53,28 +80,7 @@ fn reports_what_kafka_python_and_confluent_report_for_our_group_and_theirs() {
     // A group of ours: our consumer reads everything, commits and leaves; then more is produced.
     let ours = unique("ours");
     let addr = broker.addr();
-    let mut c = Spawned::start(
-        "consumer",
-        &testkit::workspace_bin("consumer"),
-        &[
-            ("KAFKA_BROKERS", &addr),
-            ("TOPIC", &topic),
-            ("GROUP_ID", &ours),
-            ("METRICS_ADDR", ""),
-        ],
-    );
-    wait_for(
-        "60 printed",
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        || (c.stdout().len() >= 60).then_some(()),
-    );
-    assert_eq!(
-        c.terminate(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        c.stderr()
-    );
+    consume_then_leave(&broker, &topic, &ours, 60);
 
     // A group of theirs: kafka-python consumes for a few seconds and leaves.
     let theirs = unique("theirs");
@@ -150,24 +156,7 @@ fn a_partition_without_a_commit_is_shown_as_such() {
     // Only partition 0 gets data, so only it is ever committed.
     produce::produce_seq(&broker.addr(), &topic, 1, "p", 10);
     let group = unique("g");
-    let addr = broker.addr();
-    let mut c = Spawned::start(
-        "consumer",
-        &testkit::workspace_bin("consumer"),
-        &[
-            ("KAFKA_BROKERS", &addr),
-            ("TOPIC", &topic),
-            ("GROUP_ID", &group),
-            ("METRICS_ADDR", ""),
-        ],
-    );
-    wait_for(
-        "10 printed",
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        || (c.stdout().len() >= 10).then_some(()),
-    );
-    assert_eq!(c.terminate(Duration::from_secs(15)), Some(0));
+    consume_then_leave(&broker, &topic, &group, 10);
     produce::produce(
         &broker.addr(),
         &topic,

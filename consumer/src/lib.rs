@@ -54,7 +54,7 @@ pub enum ConsumerError {
     #[error("the group driver stopped unexpectedly: {0}")]
     Driver(String),
     /// Writing to stdout failed (the reader went away).
-    #[error("writing to stdout: {0}")]
+    #[error("writing to stdout")]
     Stdout(#[from] std::io::Error),
     /// `METRICS_ADDR` could not be bound.
     #[error("cannot listen on METRICS_ADDR {addr}")]
@@ -123,6 +123,7 @@ pub async fn run(
     );
     // The driver gets its own token: on SIGTERM it must keep running until the commit and LeaveGroup
     // are done, which it starts when it sees this one cancelled.
+    let leave = cancel.child_token();
     let (handle, driver) = driver::spawn(
         DriverConfig {
             bootstrap: config.kafka_brokers.clone(),
@@ -134,7 +135,8 @@ pub async fn run(
                 .saturating_sub(Duration::from_secs(2)),
         },
         config.membership(),
-        cancel.clone(),
+        // A child token: processing that fails (stdout closed) must make the driver leave too.
+        leave.clone(),
     );
     let _ = status_slot.set(handle.status.clone());
     tracing::info!(
@@ -167,6 +169,17 @@ pub async fn run(
     };
     let processed = consumer.run(cancel).await;
     consumer.stop_fetchers();
+    if let Err(err) = &processed {
+        tracing::error!(%err, "processing failed; leaving the group");
+        leave.cancel();
+        // Nothing more will be processed: confirm the revoke at once, so the driver commits what was
+        // written and leaves without waiting out its timeout. Ends when the driver does.
+        while let Some(event) = consumer.group.events.recv().await {
+            if matches!(event, Event::Revoke { .. }) {
+                let _ = consumer.group.commands.send(Command::RevokeDone);
+            }
+        }
+    }
     let driven = match driver.await {
         Ok(result) => result.map_err(ConsumerError::from),
         Err(join) => Err(ConsumerError::Driver(join.to_string())),

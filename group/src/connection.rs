@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::{messages::ApiKey, ResponseError};
+use kafka_protocol::ResponseError;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt, BufWriter},
     net::TcpStream,
@@ -159,11 +159,6 @@ impl Connection {
         self.write_frame(&frame).await?;
         let body = self.read_frame().await?;
         wire::decode_response(api, version, id, body).map_err(|e| self.wire(e))
-    }
-
-    /// The version this connection uses for `api`.
-    pub fn version(&self, api: ApiKey) -> Option<i16> {
-        self.versions.get(api)
     }
 
     fn next_correlation_id(&mut self) -> i32 {

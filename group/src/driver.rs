@@ -53,10 +53,6 @@ pub struct Status {
     pub member_id: String,
     /// Owned partitions.
     pub assignment: Vec<TopicPartition>,
-    /// Completed rebalances (assignments received).
-    pub rebalances: u64,
-    /// Total time spent between leaving Stable and the next assignment.
-    pub rebalance_time: Duration,
     /// The coordinator, once known.
     pub coordinator: Option<Coordinator>,
 }
@@ -98,8 +94,6 @@ pub fn spawn(
         generation: -1,
         member_id: String::new(),
         assignment: Vec::new(),
-        rebalances: 0,
-        rebalance_time: Duration::ZERO,
         coordinator: None,
     });
     let task = Driver {
@@ -112,7 +106,6 @@ pub fn spawn(
         bootstrap_next: 0,
         coordinator_conn: None,
         leave_deadline: None,
-        rebalance_started: Some(Instant::now()),
         last_failure: None,
     };
     let handle = tokio::spawn(task.run(cancel));
@@ -140,8 +133,6 @@ struct Driver {
     coordinator_conn: Option<(Coordinator, Connection)>,
     /// Set once shutdown starts.
     leave_deadline: Option<Instant>,
-    /// When the current rebalance started (None while stable).
-    rebalance_started: Option<Instant>,
     /// The last failure logged, so a repeating one is logged once.
     last_failure: Option<String>,
 }
@@ -344,17 +335,6 @@ impl Driver {
             self.log(&event);
             match &event {
                 Event::Fatal(err) => end = Some(Err(DriverError::Fatal(err.clone()))),
-                Event::Assigned { .. } => {
-                    if let Some(started) = self.rebalance_started.take() {
-                        self.status.send_modify(|s| {
-                            s.rebalances += 1;
-                            s.rebalance_time += started.elapsed();
-                        });
-                    }
-                }
-                Event::Revoke { .. } => {
-                    self.rebalance_started.get_or_insert_with(Instant::now);
-                }
                 Event::CoordinatorChanged(c) => {
                     if c.is_none() {
                         self.coordinator_conn = None;

@@ -391,11 +391,6 @@ impl Membership {
         self.generation
     }
 
-    /// Whether a request is waiting for its answer.
-    pub fn is_pending(&self) -> bool {
-        self.pending.is_some()
-    }
-
     /// The application processed `partition` up to (not including) `next_offset`. Ignored for a
     /// partition we do not own: a late report must not be committed for someone else's partition.
     pub fn set_position(&mut self, partition: &TopicPartition, next_offset: i64) {
@@ -419,11 +414,6 @@ impl Membership {
     /// Leave the group: revoke (commit), then LeaveGroup.
     pub fn leave(&mut self) {
         self.leave_requested = true;
-    }
-
-    /// Commits pending positions at the next opportunity instead of waiting for the interval.
-    pub fn commit_now(&mut self, now: Instant) {
-        self.next_commit = now;
     }
 
     /// What to do at `now`. Call it again after every outcome and event.

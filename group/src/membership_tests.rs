@@ -717,7 +717,7 @@ fn a_rebalance_seen_by_a_commit_starts_the_revoke() {
     h.join(false, &[0]);
     h.events();
     h.m.set_position(&tp(0), 2);
-    h.m.commit_now(h.now);
+    h.m.next_commit = h.now;
     h.m.next_heartbeat = h.now + HB;
     let commit = h.send();
     h.respond(commit_answer(

@@ -6,11 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 fn main() -> ExitCode {
-    if std::env::args()
-        .nth(1)
-        .is_some_and(|a| a == "--help" || a == "-h")
-    {
-        println!("{}", include_str!("usage.txt"));
+    if runtime::usage_requested(include_str!("usage.txt")) {
         return ExitCode::SUCCESS;
     }
     let config: producer::Config =

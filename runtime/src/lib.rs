@@ -21,3 +21,15 @@ pub mod telemetry;
 /// Exit status for a configuration error (BSD `EX_CONFIG`), so an operator can tell "fix the manifest"
 /// from "the broker is down" in a pod's last state.
 pub const EXIT_CONFIG: i32 = 78;
+
+/// Prints `usage` and returns true when the first argument is `--help` or `-h`: the producer and
+/// consumer take all settings from the environment, so that is the only argument they know.
+pub fn usage_requested(usage: &str) -> bool {
+    let asked = std::env::args()
+        .nth(1)
+        .is_some_and(|a| a == "--help" || a == "-h");
+    if asked {
+        println!("{usage}");
+    }
+    asked
+}
