@@ -257,3 +257,54 @@ fn a_broker_restart_is_survived_without_a_crash_loop() {
         .count();
     assert!(failures < 10, "{failures} failure lines:\n{err}");
 }
+
+#[test]
+fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance() {
+    let broker = broker();
+    let (topic, group) = (unique("static"), unique("g"));
+    testkit::create_topic(&broker.addr(), &topic, 3);
+    let static_member = [("GROUP_INSTANCE_ID", "pod-0"), ("SESSION_TIMEOUT", "30s")];
+    let generations = |c: &testkit::Spawned| -> Vec<String> {
+        c.stderr()
+            .lines()
+            .filter(|l| l.contains("joined the group"))
+            .filter_map(|l| {
+                l.split("generation=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    let mut first = consumer(&broker, &topic, &group, "pod-0", &static_member);
+    wait_for(
+        "the first run to own all 3",
+        Duration::from_secs(30),
+        POLL,
+        || (assignment(&first).map(|a| a.len()) == Some(3)).then_some(()),
+    );
+    let before = generations(&first);
+    assert_eq!(
+        first.terminate(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        first.stderr()
+    );
+    // KIP-345: a static member does not send LeaveGroup; the broker keeps its place for the session.
+    let second = consumer(&broker, &topic, &group, "pod-0", &static_member);
+    wait_for(
+        "the restart to own all 3",
+        Duration::from_secs(30),
+        POLL,
+        || (assignment(&second).map(|a| a.len()) == Some(3)).then_some(()),
+    );
+    // Longer than the leader's metadata refresh (2 s here): no rebalance follows either.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        generations(&second),
+        before,
+        "same generation, no rebalance:\n{}",
+        second.stderr()
+    );
+}

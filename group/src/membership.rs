@@ -303,8 +303,9 @@ pub struct Membership {
     leader: bool,
     /// Partitions we own now.
     assigned: Vec<TopicPartition>,
-    /// Leader: partition counts the current assignment was computed from.
-    assigned_counts: BTreeMap<String, i32>,
+    /// Leader: partition counts the current assignment was computed from; `None` when the broker let
+    /// a rejoining static leader keep the old assignment (KIP-814), so they are not known yet.
+    assigned_counts: Option<BTreeMap<String, i32>>,
     /// Next offset to consume per partition, as processed by the application.
     positions: BTreeMap<TopicPartition, i64>,
     /// Last offset the broker accepted per partition.
@@ -344,7 +345,7 @@ impl Membership {
             protocol: None,
             leader: false,
             assigned: Vec::new(),
-            assigned_counts: BTreeMap::new(),
+            assigned_counts: None,
             positions: BTreeMap::new(),
             committed: BTreeMap::new(),
             retry_at: None,
@@ -557,12 +558,7 @@ impl Membership {
         }
         if self.leader {
             if now >= self.next_metadata {
-                let topics = self
-                    .assigned_counts
-                    .keys()
-                    .cloned()
-                    .chain(self.config.topics.iter().cloned())
-                    .collect();
+                let topics = self.config.topics.iter().cloned().collect();
                 return self.send(
                     Pending::Metadata { refresh: true },
                     target,
@@ -736,6 +732,9 @@ impl Membership {
         if Assignor::from_name(&protocol).is_none_or(|a| !self.config.assignors.contains(&a)) {
             return self.fatal("JoinGroup", ResponseError::InconsistentGroupProtocol);
         }
+        if r.skip_assignment {
+            self.assigned_counts = None;
+        }
         self.phase = if self.leader && !r.skip_assignment {
             Phase::Assigning { members }
         } else {
@@ -758,16 +757,16 @@ impl Membership {
             self.next_metadata = now + self.config.metadata_refresh;
             let ours: BTreeMap<String, i32> = counts
                 .into_iter()
-                .filter(|(t, _)| {
-                    self.assigned_counts.contains_key(t) || self.config.topics.contains(t)
-                })
+                .filter(|(t, _)| self.config.topics.contains(t))
                 .collect();
-            if ours != self.assigned_counts && matches!(self.phase, Phase::Stable) {
-                let reason = format!(
-                    "partition counts changed from {:?} to {ours:?}",
-                    self.assigned_counts
-                );
-                self.start_revoke(now, &reason, Then::Rejoin, false);
+            match &self.assigned_counts {
+                // We kept an assignment computed earlier: learn the counts, nothing changed.
+                None => self.assigned_counts = Some(ours),
+                Some(before) if *before != ours && matches!(self.phase, Phase::Stable) => {
+                    let reason = format!("partition counts changed from {before:?} to {ours:?}");
+                    self.start_revoke(now, &reason, Then::Rejoin, false);
+                }
+                Some(_) => {}
             }
             return;
         }
@@ -780,10 +779,12 @@ impl Membership {
             .and_then(Assignor::from_name)
             .unwrap_or(Assignor::Range);
         let assignment = assignor.assign(members, &counts);
-        self.assigned_counts = counts
-            .into_iter()
-            .filter(|(t, _)| self.config.topics.contains(t))
-            .collect();
+        self.assigned_counts = Some(
+            counts
+                .into_iter()
+                .filter(|(t, _)| self.config.topics.contains(t))
+                .collect(),
+        );
         self.next_metadata = now + self.config.metadata_refresh;
         let assignments = assignment
             .iter()

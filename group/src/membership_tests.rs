@@ -797,3 +797,54 @@ fn a_join_abandoned_for_shutdown_leaves_at_the_same_coordinator() {
     };
     assert!(h.events().is_empty(), "no coordinator change");
 }
+
+#[test]
+fn a_static_leader_that_keeps_its_assignment_does_not_rebalance_on_its_first_refresh() {
+    // KIP-814: a static leader rejoining is told to skip the assignment and keep the old one, so it
+    // has not seen the partition counts; learning them is not a change.
+    let mut h = Harness::new(Config {
+        instance_id: Some("pod-0".into()),
+        ..config()
+    });
+    h.send();
+    h.respond(coordinator(1));
+    h.send();
+    let Response::JoinGroup(join) = join_ok("me", "me", 4, &[("me", &["t"])]) else {
+        unreachable!()
+    };
+    h.respond(Response::JoinGroup(join.with_skip_assignment(true)));
+    let Request::SyncGroup(sync) = h.send() else {
+        panic!("sync without assigning")
+    };
+    assert!(sync.assignments.is_empty());
+    h.respond(sync_ok(&[0, 1, 2]));
+    h.send();
+    h.respond(offsets(&[(0, 1), (1, 1), (2, 1)]));
+    h.events();
+    let md = loop {
+        match h.m.poll(h.now) {
+            Action::Wait(at) => h.now = at,
+            Action::Send {
+                request: Request::Heartbeat(_),
+                ..
+            } => h.respond(heartbeat(None)),
+            Action::Send { request, .. } => break request,
+            Action::Done => panic!(),
+        }
+    };
+    assert!(matches!(md, Request::Metadata(_)), "{md:?}");
+    h.respond(metadata(3));
+    assert!(h.events().is_empty(), "no revoke");
+    assert_eq!(h.m.state(), State::Stable);
+    // A later change is still noticed.
+    h.now = h.m.next_metadata;
+    let md = loop {
+        match h.send() {
+            Request::Heartbeat(_) => h.respond(heartbeat(None)),
+            r => break r,
+        }
+    };
+    assert!(matches!(md, Request::Metadata(_)));
+    h.respond(metadata(6));
+    assert!(matches!(&h.events()[..], [Event::Revoke { .. }]));
+}
