@@ -107,6 +107,7 @@ pub fn spawn(
         coordinator_conn: None,
         leave_deadline: None,
         last_failure: None,
+        last_assignment: Vec::new(),
     };
     let handle = tokio::spawn(task.run(cancel));
     (
@@ -135,6 +136,18 @@ struct Driver {
     leave_deadline: Option<Instant>,
     /// The last failure logged, so a repeating one is logged once.
     last_failure: Option<String>,
+    /// The previous assignment, to log what each new one gained and lost.
+    last_assignment: Vec<TopicPartition>,
+}
+
+/// `0,1,2`, or `-` for none.
+fn join<'a>(parts: impl Iterator<Item = &'a TopicPartition>) -> String {
+    let list: Vec<String> = parts.map(|tp| tp.partition.to_string()).collect();
+    if list.is_empty() {
+        "-".to_string()
+    } else {
+        list.join(",")
+    }
 }
 
 fn now() -> std::time::Instant {
@@ -333,6 +346,9 @@ impl Driver {
         let mut end = None;
         while let Some(event) = self.membership.next_event() {
             self.log(&event);
+            if let Event::Assigned { partitions, .. } = &event {
+                self.last_assignment = partitions.iter().map(|(tp, _)| tp.clone()).collect();
+            }
             match &event {
                 Event::Fatal(err) => end = Some(Err(DriverError::Fatal(err.clone()))),
                 Event::CoordinatorChanged(c) => {
@@ -362,7 +378,7 @@ impl Driver {
         end
     }
 
-    fn log(&self, event: &Event) {
+    fn log(&mut self, event: &Event) {
         match event {
             Event::Joined {
                 generation,
@@ -387,11 +403,19 @@ impl Driver {
                 generation,
                 partitions,
             } => {
-                let list: Vec<String> = partitions
-                    .iter()
-                    .map(|(tp, _)| tp.partition.to_string())
-                    .collect();
-                tracing::info!(generation, partitions = %list.join(","), count = partitions.len(), "partitions assigned");
+                // The eager protocol hands everything back each time: what changed is what matters
+                // to someone watching a scale-up.
+                let now: Vec<&TopicPartition> = partitions.iter().map(|(tp, _)| tp).collect();
+                let gained = now.iter().filter(|tp| !self.last_assignment.contains(tp));
+                let lost = self.last_assignment.iter().filter(|tp| !now.contains(tp));
+                tracing::info!(
+                    generation,
+                    partitions = %join(now.iter().copied()),
+                    count = partitions.len(),
+                    gained = %join(gained.copied()),
+                    lost = %join(lost),
+                    "partitions assigned"
+                );
             }
             Event::Revoke {
                 partitions,
