@@ -30,7 +30,14 @@ fn owned(c: &Spawned) -> Option<usize> {
         .rev()
         .find(|l| l.contains("partitions assigned") || l.contains("revoking partitions"))?;
     line.contains("partitions assigned")
-        .then(|| line.split("count=").nth(1)?.trim().parse().ok())
+        .then(|| {
+            line.split("count=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .flatten()
 }
 
