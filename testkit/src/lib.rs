@@ -71,20 +71,8 @@ pub fn run_bin(
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> (Option<i32>, String, String) {
-    use std::{
-        io::Read,
-        process::{Command, Stdio},
-    };
-    let mut child = Command::new(bin)
-        .args(args)
-        .env_clear()
-        .envs(std::env::var("PATH").ok().map(|p| ("PATH".to_string(), p)))
-        .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
+    use std::io::Read;
+    let mut child = spawn_clean(bin, args, env);
     // Drain both pipes while waiting: a child that writes more than a pipe holds would otherwise
     // block forever on its write while we wait for it to exit.
     let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
@@ -126,6 +114,22 @@ pub fn run_bin(
         out.join().unwrap_or_default(),
         err.join().unwrap_or_default(),
     )
+}
+
+/// Starts `bin` with `args` and exactly `env` (plus `PATH`, nothing inherited that could change its
+/// behaviour), stdin closed and both output pipes captured.
+pub(crate) fn spawn_clean(bin: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    Command::new(bin)
+        .args(args)
+        .env_clear()
+        .envs(std::env::var("PATH").ok().map(|p| ("PATH".to_string(), p)))
+        .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {bin}: {e}"))
 }
 
 /// Sends SIGTERM to `pid` with the system's `kill` (no unsafe code, no libc binding).

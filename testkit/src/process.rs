@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant},
@@ -21,15 +21,7 @@ pub struct Spawned {
 impl Spawned {
     /// Starts `bin` with exactly `env` (plus `PATH`).
     pub fn start(name: &str, bin: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(bin)
-            .env_clear()
-            .envs(std::env::var("PATH").ok().map(|p| ("PATH".to_string(), p)))
-            .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
+        let mut child = crate::spawn_clean(bin, &[], env);
         let stdout = collect(
             child
                 .stdout
