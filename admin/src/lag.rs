@@ -128,15 +128,7 @@ pub struct Sample {
 
 /// Runs `admin lag` until done (once, or `samples` times, or until `cancel` in watch mode).
 pub async fn run(env: &Env, opts: &Options, cancel: &CancellationToken) -> Result<(), LagError> {
-    let deadline = Some(Instant::now() + Duration::from_secs(30));
-    let client = kafka::connect(&env.kafka_brokers, &env.client_id, deadline, cancel).await?;
-    let mut reader = Reader {
-        client,
-        env: env.clone(),
-        coordinator: None,
-        partition_clients: BTreeMap::new(),
-        started: Instant::now(),
-    };
+    let mut reader = Reader::connect(env, cancel).await?;
     let mut histories: BTreeMap<String, History> = BTreeMap::new();
     let mut taken = 0u64;
     loop {
@@ -198,7 +190,8 @@ pub async fn run(env: &Env, opts: &Options, cancel: &CancellationToken) -> Resul
     }
 }
 
-struct Reader {
+/// Reads samples of a group's lag, reusing its connections between samples.
+pub struct Reader {
     client: Client,
     env: Env,
     /// The coordinator connection, reopened after any error.
@@ -210,6 +203,19 @@ struct Reader {
 }
 
 impl Reader {
+    /// Connects to the cluster, waiting up to 30 s for a broker to answer.
+    pub async fn connect(env: &Env, cancel: &CancellationToken) -> Result<Self, LagError> {
+        let deadline = Some(Instant::now() + Duration::from_secs(30));
+        let client = kafka::connect(&env.kafka_brokers, &env.client_id, deadline, cancel).await?;
+        Ok(Self {
+            client,
+            env: env.clone(),
+            coordinator: None,
+            partition_clients: BTreeMap::new(),
+            started: Instant::now(),
+        })
+    }
+
     async fn coordinator(&mut self, group: &str) -> Result<&mut Connection, LagError> {
         if self.coordinator.is_none() {
             let conn = inspect::coordinator(
@@ -228,7 +234,7 @@ impl Reader {
 
     /// One sample, bounded in time. A dropped or moved coordinator, or a request that never gets an
     /// answer, is retried once on fresh connections.
-    async fn sample(&mut self, opts: &Options) -> Result<Vec<Sample>, LagError> {
+    pub async fn sample(&mut self, opts: &Options) -> Result<Vec<Sample>, LagError> {
         let mut last = None;
         for _ in 0..2 {
             match tokio::time::timeout(SAMPLE_TIMEOUT, self.sample_once(opts)).await {

@@ -476,22 +476,34 @@ fn needed(latest: &Snapshot, partitions: &[PartitionForecast]) -> Needed {
             reason: "the group has not been stable long enough to measure consumption".into(),
         };
     }
+    // A saturated member spends its capacity on all its partitions, also those it has just drained:
+    // count the consumption of every partition it owns, not only of those still behind.
+    let owner = |partition: i32| {
+        latest
+            .partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .and_then(|p| p.owner.as_deref())
+    };
     let owners: BTreeSet<&str> = saturated
         .iter()
-        .filter_map(|f| {
-            latest
-                .partitions
-                .iter()
-                .find(|p| p.partition == f.partition)
-                .and_then(|p| p.owner.as_deref())
-        })
+        .filter_map(|f| owner(f.partition))
         .collect();
+    let counted: Vec<&PartitionForecast> = if owners.is_empty() {
+        // Owners unknown: every member is taken to be as busy as the ones behind.
+        partitions.iter().collect()
+    } else {
+        partitions
+            .iter()
+            .filter(|f| owner(f.partition).is_some_and(|o| owners.contains(o)))
+            .collect()
+    };
     let consumers = if owners.is_empty() {
         latest.members.len().max(1)
     } else {
         owners.len()
     };
-    let consumed: f64 = saturated
+    let consumed: f64 = counted
         .iter()
         .filter_map(|f| f.rates)
         .map(|r| r.consume)

@@ -286,3 +286,47 @@ fn slightly_behind_but_losing_ground_is_growing_not_caught_up() {
         f.partitions
     );
 }
+
+#[test]
+fn a_saturated_member_counts_what_it_consumed_from_partitions_it_just_drained() {
+    // One member owns 3 partitions producing 20/s each and handles 50/s in all, a batch at a time:
+    // partition 2 was just drained (nothing behind) while 0 and 1 fell further behind. Counting only
+    // the partitions still behind would make its capacity 30/s and ask for 2 consumers too many.
+    let mut h = History::new(60.0);
+    for t in 0..=10 {
+        let t = t as f64;
+        let end = 1000 + (20.0 * t) as i64;
+        let behind = 1000 - 500 + (15.0 * t) as i64;
+        let drained = end - 5;
+        let mut s = snap(
+            t,
+            &[end; 3],
+            &[Some(behind), Some(behind), Some(drained)],
+            "Stable",
+            1,
+        );
+        for p in &mut s.partitions {
+            p.owner = Some("m0".into());
+        }
+        h.push(s);
+    }
+    let f = h.forecast(Reset::Earliest).expect("forecast");
+    assert_eq!(f.partitions[2].state, State::CaughtUp);
+    match f.needed {
+        Needed::Count {
+            count,
+            capacity_per_consumer,
+            ..
+        } => {
+            assert!(
+                (capacity_per_consumer - 50.0).abs() < 1.0,
+                "{capacity_per_consumer}"
+            );
+            assert_eq!(
+                count, 2,
+                "60/s over 3 partitions at 50/s per member: 2 members"
+            );
+        }
+        other => panic!("expected a count, got {other:?}"),
+    }
+}

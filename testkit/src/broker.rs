@@ -131,7 +131,8 @@ fn spawn(bin: &Path, port: u16, extra: &[&str]) -> Result<Broker, String> {
         .args(extra)
         .env(
             "RUST_LOG",
-            std::env::var("NISSHI_LOG").unwrap_or_else(|_| "info".into()),
+            // nisshi's info level traces every request's serialization: gigabytes per minute under load.
+            std::env::var("NISSHI_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdin(Stdio::null())
         .stdout(out)

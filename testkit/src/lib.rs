@@ -137,6 +137,11 @@ pub fn sigterm(pid: u32) {
     signal(pid, "TERM");
 }
 
+/// Sends SIGINT (a terminal's Ctrl-C) to `pid`.
+pub fn sigint(pid: u32) {
+    signal(pid, "INT");
+}
+
 /// Sends SIGKILL to `pid`.
 pub fn sigkill(pid: u32) {
     signal(pid, "KILL");
