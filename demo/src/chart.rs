@@ -4,7 +4,11 @@
 use std::path::Path;
 
 use anyhow::anyhow;
-use plotters::{coord::Shift, prelude::*, style::FontStyle};
+use plotters::{
+    coord::{types::RangedCoordf64, Shift},
+    prelude::*,
+    style::FontStyle,
+};
 
 use crate::series::Row;
 
@@ -60,21 +64,7 @@ fn draw<DB: DrawingBackend>(
     let scale_color = RGBColor(214, 39, 40);
     let partition_color = RGBColor(150, 150, 150);
 
-    let mut lag_chart = ChartBuilder::on(&upper)
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(78)
-        .build_cartesian_2d(0.0..t_max, 0.0..lag_max)?;
-    lag_chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("consumer lag (messages)")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 15))
-        .light_line_style(RGBColor(235, 235, 235))
-        .draw()?;
+    let mut lag_chart = panel(&upper, t_max, lag_max, "consumer lag (messages)")?;
     let partitions = rows.first().map_or(0, |r| r.lags.len());
     for p in 0..partitions {
         let series = lag_chart.draw_series(LineSeries::new(
@@ -114,21 +104,7 @@ fn draw<DB: DrawingBackend>(
         .map(|r| r.produce_rate.max(r.consume_rate))
         .fold(10.0, f64::max)
         * 1.15;
-    let mut rate_chart = ChartBuilder::on(&lower)
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(78)
-        .build_cartesian_2d(0.0..t_max, 0.0..rate_max)?;
-    rate_chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("messages/s")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 15))
-        .light_line_style(RGBColor(235, 235, 235))
-        .draw()?;
+    let mut rate_chart = panel(&lower, t_max, rate_max, "messages/s")?;
     let produce_color = RGBColor(44, 160, 44);
     let consume_color = RGBColor(255, 127, 14);
     rate_chart
@@ -160,13 +136,36 @@ fn draw<DB: DrawingBackend>(
     Ok(())
 }
 
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One panel: seconds across, `y_desc` up, light grid.
+fn panel<'a, DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    t_max: f64,
+    y_max: f64,
+    y_desc: &str,
+) -> Result<Chart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(78)
+        .build_cartesian_2d(0.0..t_max, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 15))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    Ok(chart)
+}
+
 /// Vertical lines at the scale-up (and, with labels, when the group settled and drained).
 fn mark<DB: DrawingBackend>(
-    chart: &mut ChartContext<
-        '_,
-        DB,
-        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
-    >,
+    chart: &mut Chart<'_, DB>,
     marks: &Marks,
     y_max: f64,
     color: RGBColor,

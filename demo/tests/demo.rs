@@ -171,19 +171,17 @@ fn lag_rises_with_one_consumer_and_falls_after_the_scale_up() {
 }
 
 #[test]
-fn ctrl_c_stops_every_child_and_still_writes_the_files() {
+fn ctrl_c_stops_every_child_and_the_local_broker_and_still_writes_the_files() {
     let _turn = heavy();
-    let broker = Broker::start();
-    let (addr, topic, out, bins) = (
-        broker.addr(),
-        unique("demo-int"),
-        out_dir("demo-int"),
-        bin_dir(),
-    );
-    let out_s = out.display().to_string();
-    let mut env = settings(&addr, &topic, &out_s, &bins);
-    // Interrupted in phase 1, before any scale-up.
-    env.push(("PHASE1", "120s"));
+    let (topic, out, bins) = (unique("demo-int"), out_dir("demo-int"), bin_dir());
+    let (out_s, nisshi) = (out.display().to_string(), testkit::nisshi_binary());
+    let nisshi = nisshi.display().to_string();
+    // No KAFKA_BROKERS: the demo starts its own nisshi, which inherits TOPIC like the clients.
+    let mut env: Vec<_> = settings("", &topic, &out_s, &bins)
+        .into_iter()
+        .filter(|(k, _)| *k != "KAFKA_BROKERS")
+        .collect();
+    env.extend([("NISSHI_BIN", nisshi.as_str()), ("PHASE1", "120s")]);
     let mut demo = Spawned::start("demo", DEMO, &env);
     let pid = demo.pid();
     // In phase 1 with samples taken and every child running.
@@ -199,8 +197,13 @@ fn ctrl_c_stops_every_child_and_still_writes_the_files() {
     let children = children_of_run(&topic, pid);
     assert_eq!(
         children.len(),
-        21,
-        "20 producers and 1 consumer: {children:?}"
+        22,
+        "nisshi, 20 producers and 1 consumer: {children:?}"
+    );
+    assert!(
+        demo.stdout().iter().any(|l| l.contains("(local nisshi)")),
+        "{:?}",
+        demo.stdout()
     );
     testkit::sigint(pid);
     let code = demo.wait(Duration::from_secs(40));
@@ -214,7 +217,7 @@ fn ctrl_c_stops_every_child_and_still_writes_the_files() {
     let left = children_of_run(&topic, pid);
     assert!(
         left.is_empty(),
-        "children still running after Ctrl-C: {left:?}"
+        "processes still running after Ctrl-C: {left:?}"
     );
     assert!(read_csv(&out.join("lag.csv")).len() >= 3);
     assert_chart_files(&out);

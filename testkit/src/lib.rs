@@ -16,7 +16,7 @@ mod process;
 pub mod produce;
 pub mod python;
 
-pub use broker::Broker;
+pub use broker::{binary as nisshi_binary, Broker};
 pub use process::Spawned;
 
 use std::{
