@@ -14,9 +14,10 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: ## install what the tests need: the nisshi broker (built once) and the Python clients
+deps: ## install what the tests need: the nisshi broker (built once), the Python clients, the manifest checkers
 	@./scripts/ensure-broker.sh >/dev/null
 	@./scripts/ensure-python-clients.sh
+	@./scripts/ensure-manifest-tools.sh >/dev/null
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings denied
@@ -26,7 +27,7 @@ lint: ## cargo fmt --check and clippy with warnings denied
 .PHONY: test
 test: deps lint ## lint, then unit and integration tests against a real broker, then the manifests
 	cargo test --workspace --all-targets --locked
-	kubectl kustomize k8s >/dev/null
+	./scripts/check-manifests.sh
 	$${PYTHON:-python3} -m unittest discover -s tests/k8s -v
 
 .PHONY: build
@@ -38,6 +39,44 @@ build: ## static (musl) release binaries in target/x86_64-unknown-linux-musl/rel
 	cargo build --release --locked --target $(MUSL_TARGET) -p producer
 	cargo build --release --locked --target $(MUSL_TARGET) -p admin -p consumer
 	@./scripts/check-static.sh $(addprefix $(RELEASE_DIR)/,$(BINARIES))
+
+# Images $(IMAGE_REGISTRY)/{admin,producer,consumer}:$(TAG); the defaults are the names k8s/ uses.
+# scripts/images.sh documents IMAGE_ENGINE, IMAGE_BINARIES, IMAGE_BASE and IMAGE_MAX_BYTES.
+IMAGE_REGISTRY ?= kafka-lag-lab
+TAG            ?= dev
+PLATFORMS      ?=
+IMAGE_ENV       = IMAGE_REGISTRY=$(IMAGE_REGISTRY) TAG=$(TAG) PLATFORMS=$(PLATFORMS)
+
+.PHONY: images
+images: ## images kafka-lag-lab/{admin,producer,consumer}:dev (IMAGE_REGISTRY, TAG): buildx, else podman
+	$(IMAGE_ENV) ./scripts/images.sh build
+
+.PHONY: images-check
+images-check: ## build the images offline (podman, host binaries, local base), run, measure and lint them
+	$(IMAGE_ENV) IMAGE_ENGINE=podman IMAGE_BINARIES=host IMAGE_BASE=local ./scripts/images.sh build check
+
+.PHONY: push
+push: ## push the images to IMAGE_REGISTRY (PLATFORMS=linux/amd64,linux/arm64: multi-arch, buildx)
+	$(IMAGE_ENV) ./scripts/images.sh push
+
+# bench/ is its own Cargo workspace (rust-rdkafka compiles librdkafka), built only here.
+.PHONY: bench-build
+bench-build: deps build
+	cargo build --release --locked --manifest-path bench/Cargo.toml
+
+.PHONY: bench
+bench: bench-build ## ours vs kafka-python, confluent-kafka, rust-rdkafka; writes BENCHMARKS.md (about 10 min)
+	bench/target/release/bench
+
+.PHONY: bench-smoke
+bench-smoke: bench-build ## the benchmark harness at tiny sizes (figures meaningless), into bench/target/
+	BENCH_SMOKE=1 bench/target/release/bench
+
+.PHONY: demo
+demo: ## the experiment on this machine: 200 producers, 1 consumer, then 9, live (QUICK=1: about a minute)
+	@[ -n "$$KAFKA_BROKERS" ] || ./scripts/ensure-broker.sh >/dev/null
+	cargo build --profile demo --locked -p demo -p producer -p consumer
+	target/demo/demo
 
 .PHONY: broker
 broker: ## build and cache the nisshi test broker (once, about 12 minutes)

@@ -24,6 +24,7 @@ fi
 
 echo "nisshi: not found; building nisshi $version with $(rustc +nightly --version)." >&2
 echo "nisshi: this happens once and takes about 12 minutes on 2 cores; progress follows." >&2
+echo "nisshi: (the demo can use an existing Kafka instead: KAFKA_BROKERS=host:9092 make demo)" >&2
 start=$(date +%s)
 # cargo's own progress bar is invisible without a terminal (CI): print one line per crate instead.
 cargo +nightly install --locked nisshi --version "$version" \
