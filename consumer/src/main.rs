@@ -5,10 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-/// musl's malloc is slow under the consumer's per-record allocations (measured in BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     if runtime::usage_requested(include_str!("usage.txt")) {
         return ExitCode::SUCCESS;
