@@ -1,0 +1,211 @@
+//! The four clients compared, how to start each as a producer or a consumer, and how to read what
+//! each says (first acknowledgement, assignment changes).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+/// A client under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Our release binaries (`producer`, `consumer`), pure Rust on rskafka.
+    Ours,
+    /// The `rdkafka` crate (librdkafka built from its bundled source), bench/src/bin/rdk-*.rs.
+    RustRdkafka,
+    /// confluent-kafka (librdkafka from Python), bench/peers/*.py.
+    ConfluentKafka,
+    /// kafka-python, the seed's client, bench/peers/*.py.
+    KafkaPython,
+}
+
+pub const ALL: [Kind; 4] = [
+    Kind::Ours,
+    Kind::RustRdkafka,
+    Kind::ConfluentKafka,
+    Kind::KafkaPython,
+];
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ours => "ours (rskafka)",
+            Kind::RustRdkafka => "rust-rdkafka",
+            Kind::ConfluentKafka => "confluent-kafka",
+            Kind::KafkaPython => "kafka-python",
+        }
+    }
+
+    fn py_client(self) -> &'static str {
+        match self {
+            Kind::ConfluentKafka => "confluent-kafka",
+            _ => "kafka-python",
+        }
+    }
+
+    pub fn is_python(self) -> bool {
+        matches!(self, Kind::ConfluentKafka | Kind::KafkaPython)
+    }
+}
+
+/// Where every client's executable is.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    /// Our release binaries.
+    pub ours: PathBuf,
+    /// bench/target/release (the rust-rdkafka peers).
+    pub peers: PathBuf,
+    /// bench/peers (the Python peers).
+    pub py: PathBuf,
+    /// The Python interpreter.
+    pub python: String,
+}
+
+impl Paths {
+    /// A producer at `interval_ms`. `first_ack_log`: make ours log each acknowledgement (debug
+    /// level) so its first one can be timed; the peers always print `acked <seq>` on stdout.
+    pub fn producer(
+        &self,
+        kind: Kind,
+        broker: &str,
+        topic: &str,
+        id: &str,
+        first_ack_log: bool,
+    ) -> Command {
+        match kind {
+            Kind::Ours => {
+                let mut c = Command::new(self.ours.join("producer"));
+                c.env_clear()
+                    .env("KAFKA_BROKERS", broker)
+                    .env("TOPIC", topic)
+                    .env("PRODUCER_ID", id)
+                    // A metrics server as in a pod, on a port of its own.
+                    .env("METRICS_ADDR", "127.0.0.1:0");
+                if first_ack_log {
+                    c.env("RUST_LOG", "info,rskafka=off,producer=debug");
+                }
+                c
+            }
+            Kind::RustRdkafka => {
+                let mut c = Command::new(self.peers.join("rdk-producer"));
+                c.env_clear()
+                    .env("KAFKA_BROKERS", broker)
+                    .env("TOPIC", topic)
+                    .env("PRODUCER_ID", id);
+                c
+            }
+            Kind::ConfluentKafka | Kind::KafkaPython => {
+                let mut c = self.python_cmd(&self.py.join("producer.py"));
+                c.args(["--client", kind.py_client(), "--brokers", broker])
+                    .args(["--topic", topic, "--id", id]);
+                c
+            }
+        }
+    }
+
+    /// A consumer-group member with the client's defaults and earliest reset.
+    pub fn consumer(&self, kind: Kind, broker: &str, topic: &str, group: &str) -> Command {
+        match kind {
+            Kind::Ours => {
+                let mut c = Command::new(self.ours.join("consumer"));
+                c.env_clear()
+                    .env("KAFKA_BROKERS", broker)
+                    .env("TOPIC", topic)
+                    .env("GROUP_ID", group)
+                    .env("AUTO_OFFSET_RESET", "earliest")
+                    .env("METRICS_ADDR", "127.0.0.1:0");
+                c
+            }
+            Kind::RustRdkafka => {
+                let mut c = Command::new(self.peers.join("rdk-consumer"));
+                c.env_clear()
+                    .env("KAFKA_BROKERS", broker)
+                    .env("TOPIC", topic)
+                    .env("GROUP_ID", group)
+                    .env("AUTO_OFFSET_RESET", "earliest");
+                c
+            }
+            Kind::ConfluentKafka | Kind::KafkaPython => {
+                let mut c = self.python_cmd(&self.py.join("consumer.py"));
+                c.args(["--client", kind.py_client(), "--brokers", broker])
+                    .args(["--topic", topic, "--group", group]);
+                c
+            }
+        }
+    }
+
+    fn python_cmd(&self, script: &Path) -> Command {
+        let mut c = Command::new(&self.python);
+        // Keep PATH/HOME so the interpreter finds its packages; nothing else leaks in.
+        c.env_clear();
+        for var in ["PATH", "HOME", "VIRTUAL_ENV", "PYTHONPATH"] {
+            if let Some(v) = std::env::var_os(var) {
+                c.env(var, v);
+            }
+        }
+        c.arg(script);
+        c
+    }
+}
+
+/// Whether `line` (stdout for the peers, stderr for ours) reports the first acknowledgement.
+pub fn is_first_ack(kind: Kind, line: &str) -> bool {
+    match kind {
+        // `… DEBUG producer: sent seq=1 partition=… offset=… latency=…`
+        Kind::Ours => line.contains("DEBUG") && line.contains(": sent seq=1 "),
+        _ => line.starts_with("acked "),
+    }
+}
+
+/// What an assignment-related stderr line says: `Some(n)` partitions now owned (0 after a
+/// revocation), `None` for any other line.
+pub fn assignment(kind: Kind, line: &str) -> Option<usize> {
+    match kind {
+        Kind::Ours => {
+            if line.contains("revoking partitions") || line.contains("partitions lost") {
+                return Some(0);
+            }
+            if !line.contains("partitions assigned") {
+                return None;
+            }
+            // `count=9` in text logs (possibly with colour codes around `=`), `"count":9` in JSON.
+            let at = line.find("count")? + "count".len();
+            let digits: String = line[at..]
+                .chars()
+                .skip_while(|c| !c.is_ascii_digit())
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
+            digits.parse().ok()
+        }
+        _ => {
+            let line = line.trim();
+            if line == "revoked" {
+                Some(0)
+            } else {
+                line.strip_prefix("assigned ")?.trim().parse().ok()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_assignments() {
+        let ours = "2026-01-01T00:00:00Z  INFO group::driver: partitions assigned generation=2 partitions=0,1 count=2 gained=- lost=3";
+        assert_eq!(assignment(Kind::Ours, ours), Some(2));
+        assert_eq!(
+            assignment(Kind::Ours, "INFO revoking partitions partitions=1 reason=x"),
+            Some(0)
+        );
+        assert_eq!(
+            assignment(Kind::Ours, "INFO found the group coordinator"),
+            None
+        );
+        assert_eq!(assignment(Kind::KafkaPython, "assigned 9"), Some(9));
+        assert_eq!(assignment(Kind::RustRdkafka, "revoked"), Some(0));
+        assert_eq!(assignment(Kind::RustRdkafka, "consumer error: x"), None);
+    }
+}

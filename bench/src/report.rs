@@ -1,0 +1,495 @@
+//! The Markdown written into BENCHMARKS.md, between `<!-- bench:begin -->` and `<!-- bench:end -->`
+//! (what is outside the markers, such as the method and the profiling notes, is kept).
+
+use std::{fmt::Write as _, fs, path::Path, process::Command};
+
+use anyhow::Result;
+
+use crate::{
+    clients::{Kind, Paths},
+    stats::{median, summary},
+    Config, Results,
+};
+
+const BEGIN: &str =
+    "<!-- bench:begin (written by `make bench`; edits between these markers are overwritten) -->";
+const END: &str = "<!-- bench:end -->";
+
+/// The machine and what else was running, sampled at the start and at the end.
+#[derive(Debug, Default)]
+pub struct Machine {
+    pub nproc: String,
+    pub cpu: String,
+    pub kernel: String,
+    pub mem: String,
+    pub loadavg: String,
+    /// The busiest other processes (`ps`), a few lines.
+    pub busy: Vec<String>,
+    pub versions: Vec<(String, String)>,
+}
+
+fn cmd(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if s.is_empty() {
+                s = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            }
+            s
+        })
+        .unwrap_or_else(|e| format!("({program}: {e})"))
+}
+
+fn lock_version(lock: &Path, name: &str) -> String {
+    let text = fs::read_to_string(lock).unwrap_or_default();
+    let needle = format!("name = \"{name}\"\nversion = \"");
+    text.find(&needle)
+        .and_then(|at| {
+            let rest = &text[at + needle.len()..];
+            rest.find('"').map(|end| rest[..end].to_string())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+impl Machine {
+    pub fn sample(paths: &Paths) -> Self {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .unwrap_or("?")
+            .trim()
+            .to_string();
+        let mem = fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
+            .map(|kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0))
+            .unwrap_or_default();
+        let busy = cmd(
+            "ps",
+            &["-eo", "pcpu,rss,comm", "--sort=-pcpu", "--no-headers"],
+        )
+        .lines()
+        .filter(|l| !l.contains(" ps") && !l.ends_with(" bench"))
+        .take(6)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+        let root = paths
+            .py
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."));
+        let (rd_num, rd_str) = rdkafka::util::get_rdkafka_version();
+        let _ = rd_num;
+        let py = cmd(
+            &paths.python,
+            &["-c", "import sys, kafka, confluent_kafka as c; print(sys.version.split()[0], kafka.__version__, c.version()[0] if isinstance(c.version(), tuple) else c.version(), c.libversion()[0])"],
+        );
+        let py: Vec<&str> = py.split_whitespace().collect();
+        let get = |i: usize| py.get(i).copied().unwrap_or("?").to_string();
+        let versions = vec![
+            ("rustc".into(), cmd("rustc", &["--version"])),
+            (
+                "rskafka (ours)".into(),
+                lock_version(&root.join("Cargo.lock"), "rskafka"),
+            ),
+            (
+                "rdkafka crate / its librdkafka".into(),
+                format!(
+                    "{} / {rd_str}",
+                    lock_version(&root.join("bench/Cargo.lock"), "rdkafka")
+                ),
+            ),
+            ("Python".into(), get(0)),
+            ("kafka-python".into(), get(1)),
+            (
+                "confluent-kafka / its librdkafka".into(),
+                format!("{} / {}", get(2), get(3)),
+            ),
+        ];
+        Self {
+            nproc: cmd("nproc", &[]),
+            cpu,
+            kernel: cmd("uname", &["-sr"]),
+            mem,
+            loadavg: fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            busy,
+            versions,
+        }
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 {
+        // CPU seconds come in the kernel's 10 ms ticks: zero means less than one tick.
+        "< 0.01".into()
+    } else if a >= 1000.0 {
+        let s = format!("{:.0}", x);
+        // Thin grouping for big rates: 1234567 -> 1 234 567.
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 && c.is_ascii_digit() {
+                out.push('\u{202f}');
+            }
+            out.push(c);
+        }
+        out
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn spread(xs: Option<&Vec<f64>>, scale: f64) -> String {
+    match xs.and_then(|xs| summary(xs)) {
+        Some((m, lo, hi)) if xs.is_some_and(|v| v.len() > 1) => format!(
+            "{} ({}–{})",
+            fmt_num(m * scale),
+            fmt_num(lo * scale),
+            fmt_num(hi * scale)
+        ),
+        Some((m, _, _)) => fmt_num(m * scale),
+        None => "–".into(),
+    }
+}
+
+fn of(v: &[(Kind, Vec<f64>)], kind: Kind) -> Option<&Vec<f64>> {
+    v.iter().find(|(k, _)| *k == kind).map(|(_, xs)| xs)
+}
+
+fn med(v: &[(Kind, Vec<f64>)], kind: Kind) -> Option<f64> {
+    of(v, kind).and_then(|xs| median(xs))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a > 0.0 => format!("{}×", fmt_num(a / b)),
+        (Some(_), Some(b)) if b > 0.0 => "≈ 0×".into(),
+        _ => "–".into(),
+    }
+}
+
+const MIB: f64 = 1.0 / 1024.0;
+
+pub fn render(
+    cfg: &Config,
+    res: &Results,
+    before: &Machine,
+    after: &Machine,
+    nisshi: &str,
+) -> String {
+    let mut s = String::new();
+    let kinds = &cfg.clients;
+    let w = |s: &mut String, line: &str| {
+        s.push_str(line);
+        s.push('\n');
+    };
+    if cfg.smoke {
+        w(&mut s, "**Smoke run (`make bench-smoke`): tiny sizes, one repeat; these figures prove the harness works and mean nothing.**\n");
+    }
+    let command = if cfg.smoke {
+        "make bench-smoke"
+    } else {
+        "make bench"
+    };
+    let _ = writeln!(
+        s,
+        "Command: `{command}` (window {} s after {} s settle, {} producers, {} messages on {} partitions, {} repeats, scale 1 → {}); run took {:.0} s, finished {}.\n",
+        cfg.window,
+        cfg.settle,
+        cfg.producers,
+        cfg.messages,
+        cfg.partitions,
+        cfg.repeats,
+        cfg.members,
+        res.elapsed,
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
+    w(&mut s, "Machine:\n");
+    let _ = writeln!(
+        s,
+        "- {} cores: {}; {} RAM; {}",
+        before.nproc, before.cpu, before.mem, before.kernel
+    );
+    let _ = writeln!(s, "- broker: {nisshi}, in-memory storage, on 127.0.0.1");
+    for (what, v) in &before.versions {
+        let _ = writeln!(s, "- {what}: {v}");
+    }
+    let _ = writeln!(
+        s,
+        "- load average at start: {}; at end: {}",
+        before.loadavg, after.loadavg
+    );
+    let _ = writeln!(
+        s,
+        "- busiest other processes at start (%CPU RSS-KiB command): {}",
+        before.busy.join("; ")
+    );
+    let _ = writeln!(
+        s,
+        "- busiest other processes at end: {}\n",
+        after.busy.join("; ")
+    );
+    w(
+        &mut s,
+        "Each cell: median (min–max) over the repeats. Ratios are ours ÷ peer, of medians.\n",
+    );
+
+    // --- producers
+    let _ = writeln!(s, "### One producer at 1 Hz\n");
+    let _ = writeln!(
+        s,
+        "| client | peak RSS (MiB) | CPU s in {} s window | CPU s from start (incl. startup) | start → first ack (s) |",
+        cfg.window
+    );
+    w(&mut s, "|---|---:|---:|---:|---:|");
+    for &k in kinds {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            k.name(),
+            spread(of(&res.prod_rss, k), MIB),
+            spread(of(&res.prod_cpu, k), 1.0),
+            spread(of(&res.prod_cpu_total, k), 1.0),
+            spread(of(&res.first_ack, k), 1.0),
+        );
+    }
+    for &k in kinds.iter().filter(|&&k| k != Kind::Ours) {
+        let _ = writeln!(
+            s,
+            "| *ours ÷ {}* | {} | {} | {} | {} |",
+            k.name(),
+            ratio(med(&res.prod_rss, Kind::Ours), med(&res.prod_rss, k)),
+            ratio(med(&res.prod_cpu, Kind::Ours), med(&res.prod_cpu, k)),
+            ratio(
+                med(&res.prod_cpu_total, Kind::Ours),
+                med(&res.prod_cpu_total, k)
+            ),
+            ratio(med(&res.first_ack, Kind::Ours), med(&res.first_ack, k)),
+        );
+    }
+
+    let _ = writeln!(
+        s,
+        "\n### The deployment: {} producers at once (one sample each)\n",
+        cfg.producers
+    );
+    let _ = writeln!(
+        s,
+        "| client | alive | sum RSS (MiB) | sum peak RSS (MiB) | CPU s in {} s window | cores busy | msg/s at the broker | start → full rate (s) |",
+        cfg.window
+    );
+    w(&mut s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (k, f) in &res.fleet {
+        let _ = writeln!(
+            s,
+            "| {} | {}/{} | {} | {} | {} | {} | {} | {} |",
+            k.name(),
+            f.alive,
+            f.count,
+            fmt_num(f.rss_kib as f64 * MIB),
+            fmt_num(f.peak_kib as f64 * MIB),
+            fmt_num(f.cpu),
+            fmt_num(f.cpu / cfg.window as f64),
+            fmt_num(f.rate),
+            fmt_num(f.ramp),
+        );
+    }
+
+    // --- consumer
+    let ceiling = median(&res.ceiling);
+    let _ = writeln!(
+        s,
+        "\n### Consumer drain: {} pre-filled messages, one consumer, `Received message: …` lines read from its stdout\n",
+        cfg.messages
+    );
+    w(&mut s, "| client | start → N lines (s) | drain rate, first line → N (msg/s) | of the ceiling | CPU s | peak RSS (MiB) |");
+    w(&mut s, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| broker ceiling: rskafka fetch-only, 9 partitions at once, no JSON | – | {} | 100% | – | – |",
+        spread(Some(&res.ceiling), 1.0)
+    );
+    for &k in kinds {
+        let pct = match (med(&res.drain_rate, k), ceiling) {
+            (Some(r), Some(c)) if c > 0.0 => format!("{:.0}%", 100.0 * r / c),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            k.name(),
+            spread(of(&res.drain_total, k), 1.0),
+            spread(of(&res.drain_rate, k), 1.0),
+            pct,
+            spread(of(&res.drain_cpu, k), 1.0),
+            spread(of(&res.drain_rss, k), MIB),
+        );
+    }
+    for &k in kinds.iter().filter(|&&k| k != Kind::Ours) {
+        let _ = writeln!(
+            s,
+            "| *ours ÷ {}* | {} | {} | | {} | {} |",
+            k.name(),
+            ratio(med(&res.drain_total, Kind::Ours), med(&res.drain_total, k)),
+            ratio(med(&res.drain_rate, Kind::Ours), med(&res.drain_rate, k)),
+            ratio(med(&res.drain_cpu, Kind::Ours), med(&res.drain_cpu, k)),
+            ratio(med(&res.drain_rss, Kind::Ours), med(&res.drain_rss, k)),
+        );
+    }
+
+    let _ = writeln!(
+        s,
+        "\n### Scale 1 → {}: seconds from starting {} more members until every member owns a partition (client defaults)\n",
+        cfg.members,
+        cfg.members.saturating_sub(1)
+    );
+    w(&mut s, "| client | seconds | ours ÷ this |");
+    w(&mut s, "|---|---:|---:|");
+    for &k in kinds {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            k.name(),
+            spread(of(&res.scale, k), 1.0),
+            ratio(med(&res.scale, Kind::Ours), med(&res.scale, k)),
+        );
+    }
+
+    w(&mut s, "\n### Sizes\n");
+    w(&mut s, "| artifact | size |");
+    w(&mut s, "|---|---:|");
+    for (what, bytes) in &res.sizes {
+        let _ = writeln!(s, "| {what} | {:.2} MiB |", *bytes as f64 / 1024.0 / 1024.0);
+    }
+
+    // --- targets
+    w(&mut s, "\n### Targets (issue 8)\n");
+    w(&mut s, "| target | measured (medians) | |");
+    w(&mut s, "|---|---|---|");
+    let verdict = |ok: Option<bool>| match ok {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "not measured",
+    };
+    let ours_rss = med(&res.prod_rss, Kind::Ours);
+    let kp_rss = med(&res.prod_rss, Kind::KafkaPython);
+    let rdk_rss = med(&res.prod_rss, Kind::RustRdkafka);
+    let mib = |x: Option<f64>| x.map(|v| fmt_num(v * MIB)).unwrap_or("–".into());
+    let both = |a: Option<f64>, b: Option<f64>, f: &dyn Fn(f64, f64) -> bool| match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        _ => None,
+    };
+    let _ = writeln!(
+        s,
+        "| producer peak RSS ≤ 1/10 of kafka-python's | {} vs {} MiB ({}) | {} |",
+        mib(ours_rss),
+        mib(kp_rss),
+        ratio(ours_rss, kp_rss),
+        verdict(both(ours_rss, kp_rss, &|a, b| a <= b / 10.0))
+    );
+    let _ = writeln!(
+        s,
+        "| producer peak RSS below rust-rdkafka's | {} vs {} MiB ({}) | {} |",
+        mib(ours_rss),
+        mib(rdk_rss),
+        ratio(ours_rss, rdk_rss),
+        verdict(both(ours_rss, rdk_rss, &|a, b| a < b))
+    );
+    let (oc, rc) = (
+        med(&res.prod_cpu, Kind::Ours),
+        med(&res.prod_cpu, Kind::RustRdkafka),
+    );
+    let _ = writeln!(
+        s,
+        "| producer CPU ≤ rust-rdkafka's (in the window) | {} vs {} s ({}) | {} |",
+        oc.map(fmt_num).unwrap_or("–".into()),
+        rc.map(fmt_num).unwrap_or("–".into()),
+        ratio(oc, rc),
+        verdict(both(oc, rc, &|a, b| a <= b))
+    );
+    let (or, rr) = (
+        med(&res.drain_rate, Kind::Ours),
+        med(&res.drain_rate, Kind::RustRdkafka),
+    );
+    let _ = writeln!(
+        s,
+        "| consumer drain rate ≥ 5× rust-rdkafka's | {} vs {} msg/s ({}) | {} |",
+        or.map(fmt_num).unwrap_or("–".into()),
+        rr.map(fmt_num).unwrap_or("–".into()),
+        ratio(or, rr),
+        verdict(both(or, rr, &|a, b| a >= 5.0 * b))
+    );
+    let _ = writeln!(
+        s,
+        "| consumer drain rate ≥ ½ the fetch-only ceiling | {} vs {} msg/s ({}) | {} |",
+        or.map(fmt_num).unwrap_or("–".into()),
+        ceiling.map(fmt_num).unwrap_or("–".into()),
+        ratio(or, ceiling),
+        verdict(both(or, ceiling, &|a, b| a >= b / 2.0))
+    );
+    let best_peer = kinds
+        .iter()
+        .filter(|&&k| k != Kind::Ours)
+        .filter_map(|&k| med(&res.scale, k).map(|m| (k, m)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let os = med(&res.scale, Kind::Ours);
+    let _ = writeln!(
+        s,
+        "| scale 1 → {} ≤ 0.8× the best peer | {} s vs {} | {} |",
+        cfg.members,
+        os.map(fmt_num).unwrap_or("–".into()),
+        best_peer
+            .map(|(k, m)| format!("{} s ({}; {})", fmt_num(m), k.name(), ratio(os, Some(m))))
+            .unwrap_or("–".into()),
+        verdict(both(os, best_peer.map(|b| b.1), &|a, b| a <= 0.8 * b))
+    );
+    if !res.notes.is_empty() {
+        w(&mut s, "\nNotes from this run:\n");
+        for n in &res.notes {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    s
+}
+
+/// Replaces what is between the markers in `path` (or writes a new file with them).
+pub fn write(path: &Path, body: &str) -> Result<()> {
+    let block = format!("{BEGIN}\n{body}{END}\n");
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let new = match (text.find(BEGIN), text.find(END)) {
+        (Some(b), Some(e)) if e > b => {
+            format!(
+                "{}{}{}",
+                &text[..b],
+                block,
+                text[e + END.len()..].trim_start_matches('\n')
+            )
+        }
+        _ if text.is_empty() => format!("# Benchmarks\n\n{block}"),
+        _ => format!("{}\n{block}", text.trim_end()),
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(path, new)?;
+    Ok(())
+}
