@@ -61,7 +61,6 @@ fn draw<DB: DrawingBackend>(
     let t_max = rows.last().map_or(1.0, |r| r.t).max(1.0);
     let lag_max = rows.iter().map(|r| r.total).max().unwrap_or(0).max(10) as f64 * 1.08;
     let total_color = RGBColor(31, 119, 180);
-    let scale_color = RGBColor(214, 39, 40);
     let partition_color = RGBColor(150, 150, 150);
 
     let mut lag_chart = panel(&upper, t_max, lag_max, "consumer lag (messages)")?;
@@ -90,14 +89,7 @@ fn draw<DB: DrawingBackend>(
         .legend(move |(x, y)| {
             PathElement::new(vec![(x, y), (x + 24, y)], total_color.stroke_width(3))
         });
-    mark(&mut lag_chart, marks, lag_max, scale_color, true)?;
-    lag_chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(200, 200, 200))
-        .draw()?;
+    finish(&mut lag_chart, marks, lag_max, true)?;
 
     let rate_max = rows
         .iter()
@@ -125,14 +117,7 @@ fn draw<DB: DrawingBackend>(
         .legend(move |(x, y)| {
             PathElement::new(vec![(x, y), (x + 24, y)], consume_color.stroke_width(2))
         });
-    mark(&mut rate_chart, marks, rate_max, scale_color, false)?;
-    rate_chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(200, 200, 200))
-        .draw()?;
+    finish(&mut rate_chart, marks, rate_max, false)?;
     Ok(())
 }
 
@@ -163,19 +148,19 @@ fn panel<'a, DB: DrawingBackend>(
     Ok(chart)
 }
 
-/// Vertical lines at the scale-up (and, with labels, when the group settled and drained).
-fn mark<DB: DrawingBackend>(
-    chart: &mut Chart<'_, DB>,
+/// Vertical lines at the scale-up, when the group settled and when it drained (labelled when
+/// `labels`), then the legend box.
+fn finish<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
     marks: &Marks,
     y_max: f64,
-    color: RGBColor,
     labels: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let lines = [
         marks
             .scaled
             .as_ref()
-            .map(|(t, text)| (*t, text.clone(), color, 2)),
+            .map(|(t, text)| (*t, text.clone(), RGBColor(214, 39, 40), 2)),
         marks.settled.map(|t| {
             (
                 t,
@@ -202,5 +187,11 @@ fn mark<DB: DrawingBackend>(
             )))?;
         }
     }
-    Ok(())
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .draw()
 }

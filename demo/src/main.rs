@@ -310,7 +310,12 @@ async fn experiment(
             }
         }
         let phase = if progress.scaled_at.is_some() { 2 } else { 1 };
-        let (row, forecast, owners) = match sampler.sample(t, phase, fleet).await {
+        // A sample waits up to 20 s on a broker that stopped answering: Ctrl-C must not.
+        let sampled = tokio::select! {
+            sampled = sampler.sample(t, phase, fleet) => sampled,
+            _ = cancel.cancelled() => break Outcome::Interrupted,
+        };
+        let (row, forecast, owners) = match sampled {
             Ok(sample) => sample,
             Err(err) => {
                 progress.event(t, format!("sample failed: {err:#}"), live);
