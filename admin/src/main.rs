@@ -65,8 +65,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(err) = runtime::telemetry::init() {
-        eprintln!("admin: configuration error: {err}");
-        return ExitCode::from(runtime::EXIT_CONFIG as u8);
+        return runtime::config_error("admin", err);
     }
     match cli.command {
         Command::CreateTopic => create_topic_main(),
@@ -77,10 +76,7 @@ fn main() -> ExitCode {
 fn lag_main(args: LagArgs) -> ExitCode {
     let env: admin::lag::Env = match runtime::config::from_env() {
         Ok(env) => env,
-        Err(err) => {
-            eprintln!("admin lag: configuration error: {err}");
-            return ExitCode::from(runtime::EXIT_CONFIG as u8);
-        }
+        Err(err) => return runtime::config_error("admin lag", err),
     };
     let opts = admin::lag::Options {
         group: args.group,
@@ -95,8 +91,7 @@ fn lag_main(args: LagArgs) -> ExitCode {
         window: args.window,
         samples: args.samples,
     };
-    let result = tokio_main(async {
-        let cancel = runtime::shutdown::on_signal().context("installing signal handlers")?;
+    let result = tokio_main(|cancel| async move {
         admin::lag::run(&env, &opts, &cancel)
             .await
             .with_context(|| format!("admin lag --group {}", opts.group))
@@ -113,13 +108,9 @@ fn lag_main(args: LagArgs) -> ExitCode {
 fn create_topic_main() -> ExitCode {
     let config: create_topic::Config = match runtime::config::from_env() {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("admin create-topic: configuration error: {err}");
-            return ExitCode::from(runtime::EXIT_CONFIG as u8);
-        }
+        Err(err) => return runtime::config_error("admin create-topic", err),
     };
-    let result = tokio_main(async {
-        let cancel = runtime::shutdown::on_signal().context("installing signal handlers")?;
+    let result = tokio_main(|cancel| async move {
         create_topic::run(&config, &cancel)
             .await
             .with_context(|| format!("admin create-topic {}", config.topic))
@@ -133,10 +124,11 @@ fn create_topic_main() -> ExitCode {
     }
 }
 
-fn tokio_main<T>(fut: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?
-        .block_on(fut)
+/// One thread: admin makes a handful of requests.
+fn tokio_main<T, F: std::future::Future<Output = anyhow::Result<T>>>(
+    main: impl FnOnce(tokio_util::sync::CancellationToken) -> F,
+) -> anyhow::Result<T> {
+    runtime::shutdown::block_on(1, main)
+        .context("starting the tokio runtime and signal handlers")
+        .and_then(|r| r)
 }

@@ -14,27 +14,17 @@ fn main() -> ExitCode {
         .and_then(|c| c.validate().map(|()| c));
     let config = match config {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("consumer: configuration error: {err}");
-            return ExitCode::from(runtime::EXIT_CONFIG as u8);
-        }
+        Err(err) => return runtime::config_error("consumer", err),
     };
     // Two threads: heartbeats and fetches keep running while one thread prints.
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")
-        .and_then(|rt| {
-            rt.block_on(async {
-                let cancel =
-                    runtime::shutdown::on_signal().context("installing signal handlers")?;
-                let metrics = consumer::Metrics::new().context("registering metrics")?;
-                consumer::run(&config, metrics, &cancel)
-                    .await
-                    .context("consumer")
-            })
-        });
+    let result = runtime::shutdown::block_on(2, |cancel| async move {
+        let metrics = consumer::Metrics::new().context("registering metrics")?;
+        consumer::run(&config, metrics, &cancel)
+            .await
+            .context("consumer")
+    })
+    .context("starting the tokio runtime and signal handlers")
+    .and_then(|r| r);
     match result {
         Ok(()) => {
             tracing::info!("consumer stopped");

@@ -58,23 +58,12 @@ fn main() -> ExitCode {
         .and_then(|env| env.resolve(bin_dir, now));
     let config = match config {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("demo: configuration error: {err}");
-            return ExitCode::from(runtime::EXIT_CONFIG as u8);
-        }
+        Err(err) => return runtime::config_error("demo", err),
     };
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")
-        .and_then(|rt| {
-            rt.block_on(async {
-                let cancel =
-                    runtime::shutdown::on_signal().context("installing signal handlers")?;
-                run(&config, &cancel).await
-            })
-        });
+    let result =
+        runtime::shutdown::block_on(2, |cancel| async move { run(&config, &cancel).await })
+            .context("starting the tokio runtime and signal handlers")
+            .and_then(|r| r);
     match result {
         Ok(Outcome::Finished) => ExitCode::SUCCESS,
         // Like a shell's status for SIGINT: the run was cut short, its files are still written.

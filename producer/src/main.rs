@@ -12,26 +12,17 @@ fn main() -> ExitCode {
     let config: producer::Config =
         match runtime::telemetry::init().and_then(|()| runtime::config::from_env()) {
             Ok(config) => config,
-            Err(err) => {
-                eprintln!("producer: configuration error: {err}");
-                return ExitCode::from(runtime::EXIT_CONFIG as u8);
-            }
+            Err(err) => return runtime::config_error("producer", err),
         };
     // One thread: a 1 Hz sender needs no more, and 200 replicas make every idle thread count.
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")
-        .and_then(|rt| {
-            rt.block_on(async {
-                let cancel =
-                    runtime::shutdown::on_signal().context("installing signal handlers")?;
-                let metrics = producer::metrics::Metrics::new().context("registering metrics")?;
-                producer::run(&config, &metrics, &cancel)
-                    .await
-                    .context("producer")
-            })
-        });
+    let result = runtime::shutdown::block_on(1, |cancel| async move {
+        let metrics = producer::metrics::Metrics::new().context("registering metrics")?;
+        producer::run(&config, &metrics, &cancel)
+            .await
+            .context("producer")
+    })
+    .context("starting the tokio runtime and signal handlers")
+    .and_then(|r| r);
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {

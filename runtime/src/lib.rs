@@ -22,6 +22,13 @@ pub mod telemetry;
 /// from "the broker is down" in a pod's last state.
 pub const EXIT_CONFIG: i32 = 78;
 
+/// Reports a configuration error as `program: configuration error: ...` on stderr and returns the
+/// [`EXIT_CONFIG`] status.
+pub fn config_error(program: &str, err: impl std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("{program}: configuration error: {err}");
+    std::process::ExitCode::from(EXIT_CONFIG as u8)
+}
+
 /// Prints `usage` and returns true when the first argument is `--help` or `-h`: the producer and
 /// consumer take all settings from the environment, so that is the only argument they know.
 pub fn usage_requested(usage: &str) -> bool {
