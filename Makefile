@@ -14,8 +14,9 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: ## install what the tests need: the nisshi broker (built once), the Python clients, the manifest checkers
-	@./scripts/ensure-broker.sh >/dev/null
+deps: ## install what the tests need: Apache Kafka's jars (cached), the Python clients, the manifest checkers
+	@./scripts/ensure-kafka.sh >/dev/null
+	@[ "$${TEST_BROKER:-kafka}" != nisshi ] || ./scripts/ensure-broker.sh >/dev/null
 	@./scripts/ensure-python-clients.sh
 	@./scripts/ensure-manifest-tools.sh >/dev/null
 
@@ -25,7 +26,7 @@ lint: ## cargo fmt --check and clippy with warnings denied
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: test
-test: deps lint ## lint, then unit and integration tests against a real broker, then the manifests
+test: deps lint ## lint, then unit and integration tests on Apache Kafka (TEST_BROKER=nisshi: on nisshi), then the manifests
 	cargo test --workspace --all-targets --locked
 	./scripts/check-manifests.sh
 	$${PYTHON:-python3} -m unittest discover -s tests/k8s -v
@@ -73,13 +74,34 @@ bench-smoke: bench-build ## the benchmark harness at tiny sizes (figures meaning
 	BENCH_SMOKE=1 bench/target/release/bench
 
 .PHONY: demo
-demo: ## the experiment on this machine: 200 producers, 1 consumer, then 9, live (QUICK=1: about a minute)
-	@[ -n "$$KAFKA_BROKERS" ] || ./scripts/ensure-broker.sh >/dev/null
+demo: ## the experiment on this machine: 200 producers, 1 consumer, then 9, live (QUICK=1: about a minute; DEMO_BROKER=kafka-cluster|nisshi)
+	@if [ -z "$$KAFKA_BROKERS" ]; then \
+	  if [ "$$DEMO_BROKER" = nisshi ]; then ./scripts/ensure-broker.sh >/dev/null; \
+	  else ./scripts/ensure-kafka.sh >/dev/null; fi; \
+	fi
 	cargo build --profile demo --locked -p demo -p producer -p consumer
 	target/demo/demo
 
+# Apache Kafka (the release pinned in localkafka/pom.xml) on loopback, in the foreground until Ctrl-C.
+# KAFKA_DATA=dir keeps the data across runs; KAFKA_PORT=p fixes the first client port.
+KAFKA_ARGS = $(if $(KAFKA_DATA),--data $(KAFKA_DATA)) $(if $(KAFKA_PORT),--port $(KAFKA_PORT))
+
+.PHONY: kafka-jars
+kafka-jars: ## fetch and cache the pinned Apache Kafka release's jars from Maven Central (once)
+	@./scripts/ensure-kafka.sh
+
+.PHONY: kafka
+kafka: kafka-jars ## run a single-node Apache Kafka on 127.0.0.1 and print its bootstrap address (Ctrl-C stops it)
+	@cargo build --quiet --locked -p localkafka
+	@target/debug/localkafka --nodes 1 $(KAFKA_ARGS)
+
+.PHONY: kafka-cluster
+kafka-cluster: kafka-jars ## run a 3-broker Apache Kafka cluster (KRaft, combined nodes) on 127.0.0.1
+	@cargo build --quiet --locked -p localkafka
+	@target/debug/localkafka --nodes 3 $(KAFKA_ARGS)
+
 .PHONY: broker
-broker: ## build and cache the nisshi test broker (once, about 12 minutes)
+broker: ## build and cache nisshi, the second broker (TEST_BROKER=nisshi, DEMO_BROKER=nisshi; once, about 12 minutes)
 	@./scripts/ensure-broker.sh
 
 .PHONY: clean

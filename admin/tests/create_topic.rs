@@ -27,7 +27,7 @@ fn partitions_seen_by_kafka_python(broker: &Broker, topic: &str) -> u64 {
 
 #[test]
 fn creates_the_topic_and_is_idempotent() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let topic = unique("create");
     let addr = broker.addr();
     let env = [
@@ -40,17 +40,17 @@ fn creates_the_topic_and_is_idempotent() {
     let (code, stderr) = create_topic(&env);
     assert_eq!(code, Some(0), "first run:\n{stderr}");
     assert!(stderr.contains("topic created"), "{stderr}");
-    assert_eq!(partitions_seen_by_kafka_python(&broker, &topic), 9);
+    assert_eq!(partitions_seen_by_kafka_python(broker, &topic), 9);
 
     let (code, stderr) = create_topic(&env);
     assert_eq!(code, Some(0), "second run:\n{stderr}");
     assert!(stderr.contains("already exists as requested"), "{stderr}");
-    assert_eq!(partitions_seen_by_kafka_python(&broker, &topic), 9);
+    assert_eq!(partitions_seen_by_kafka_python(broker, &topic), 9);
 }
 
 #[test]
 fn a_different_partition_count_is_reported_and_fails() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let topic = unique("mismatch");
     let addr = broker.addr();
     let mut env = vec![
@@ -69,7 +69,7 @@ fn a_different_partition_count_is_reported_and_fails() {
         "{stderr}"
     );
     assert_eq!(
-        partitions_seen_by_kafka_python(&broker, &topic),
+        partitions_seen_by_kafka_python(broker, &topic),
         9,
         "left untouched"
     );
@@ -131,4 +131,62 @@ fn invalid_counts_are_rejected_before_contacting_kafka() {
     let (code, stderr) = create_topic(&[("KAFKA_BROKERS", &dead), ("PARTITIONS", "0")]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("PARTITIONS must be at least 1"), "{stderr}");
+}
+
+/// What only a real cluster shows: replication factor 2 on three brokers puts every partition on two
+/// different brokers, and 4 is refused in plain words (nisshi accepts any factor).
+#[test]
+fn replication_on_a_three_broker_cluster() {
+    let cluster = Broker::cluster();
+    let addr = cluster.addr();
+    let topic = unique("replicated");
+    let (code, stderr) = create_topic(&[
+        ("KAFKA_BROKERS", addr.as_str()),
+        ("TOPIC", topic.as_str()),
+        ("PARTITIONS", "9"),
+        ("REPLICATION_FACTOR", "2"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let first = addr.split(',').next().expect("an address");
+    let partitions = testkit::wait_for(
+        "9 partitions with 2 in-sync replicas each",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let p = testkit::localkafka::probe::partitions(first, &topic, Duration::from_secs(5))
+                .ok()?;
+            (p.len() == 9 && p.iter().all(|p| p.isr.len() == 2)).then_some(p)
+        },
+    );
+    let mut leaders = std::collections::BTreeSet::new();
+    for p in &partitions {
+        assert_eq!(p.replicas.len(), 2, "{p:?}");
+        assert_ne!(p.replicas[0], p.replicas[1], "two different brokers: {p:?}");
+        leaders.insert(p.leader);
+    }
+    assert_eq!(
+        leaders.len(),
+        3,
+        "leadership spread over the brokers: {partitions:?}"
+    );
+
+    let too_many = unique("four");
+    let started = Instant::now();
+    let (code, stderr) = create_topic(&[
+        ("KAFKA_BROKERS", addr.as_str()),
+        ("TOPIC", too_many.as_str()),
+        ("PARTITIONS", "9"),
+        ("REPLICATION_FACTOR", "4"),
+        ("ADMIN_TIMEOUT", "3s"),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("replication factor 4 needs at least 4 brokers")
+            && stderr.contains("start more brokers or lower REPLICATION_FACTOR"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded by ADMIN_TIMEOUT"
+    );
 }

@@ -63,7 +63,7 @@ fn lag_trend(
 
 #[test]
 fn the_predicted_consumer_count_drains_the_lag_and_one_fewer_does_not() {
-    let broker = Broker::start_with(&["--group-initial-rebalance-delay", "1s"]);
+    let broker = Broker::shared();
     let (topic, group) = (unique("forecast"), unique("g"));
     testkit::create_topic(&broker.addr(), &topic, 9);
     let producer = produce::RateProducer::start(
@@ -139,7 +139,7 @@ fn the_predicted_consumer_count_drains_the_lag_and_one_fewer_does_not() {
 
     // One fewer than predicted: the lag keeps growing.
     members.extend((1..predicted - 1).map(start));
-    let (before, after) = lag_trend(&broker, &group, &topic, &members, 10);
+    let (before, after) = lag_trend(broker, &group, &topic, &members, 10);
     eprintln!("{} consumers: lag {before} -> {after}", predicted - 1);
     assert!(
         after > before,
@@ -149,7 +149,7 @@ fn the_predicted_consumer_count_drains_the_lag_and_one_fewer_does_not() {
 
     // As predicted: it drains.
     members.push(start(predicted - 1));
-    let (before, after) = lag_trend(&broker, &group, &topic, &members, 10);
+    let (before, after) = lag_trend(broker, &group, &topic, &members, 10);
     eprintln!("{predicted} consumers: lag {before} -> {after}");
     assert!(
         after < before,

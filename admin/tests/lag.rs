@@ -72,7 +72,7 @@ fn consume_then_leave(broker: &Broker, topic: &str, group: &str, count: usize) {
 
 #[test]
 fn reports_what_kafka_python_and_confluent_report_for_our_group_and_theirs() {
-    let broker = Broker::start_with(&["--group-initial-rebalance-delay", "1s"]);
+    let broker = Broker::shared();
     let topic = unique("lag");
     testkit::create_topic(&broker.addr(), &topic, 3);
     produce::produce_seq(&broker.addr(), &topic, 3, "p", 60);
@@ -80,7 +80,7 @@ fn reports_what_kafka_python_and_confluent_report_for_our_group_and_theirs() {
     // A group of ours: our consumer reads everything, commits and leaves; then more is produced.
     let ours = unique("ours");
     let addr = broker.addr();
-    consume_then_leave(&broker, &topic, &ours, 60);
+    consume_then_leave(broker, &topic, &ours, 60);
 
     // A group of theirs: kafka-python consumes for a few seconds and leaves.
     let theirs = unique("theirs");
@@ -102,7 +102,7 @@ fn reports_what_kafka_python_and_confluent_report_for_our_group_and_theirs() {
     produce::produce_seq(&broker.addr(), &topic, 3, "later", 30);
 
     for group in [&ours, &theirs] {
-        let view = json_lag(&broker, group, &topic);
+        let view = json_lag(broker, group, &topic);
         assert_eq!(view["total_lag"], 30, "{group}: {view}");
         for client in ["kafka-python", "confluent"] {
             let other = python::run(
@@ -124,7 +124,7 @@ fn reports_what_kafka_python_and_confluent_report_for_our_group_and_theirs() {
     }
 
     // The table carries kafka-consumer-groups.sh's columns and a total.
-    let (code, table, err) = admin_lag(&broker, &["--group", &ours, "--topic", &topic]);
+    let (code, table, err) = admin_lag(broker, &["--group", &ours, "--topic", &topic]);
     assert_eq!(code, Some(0), "{err}");
     let header = table.lines().next().unwrap_or_default();
     for column in [
@@ -150,13 +150,13 @@ fn reports_what_kafka_python_and_confluent_report_for_our_group_and_theirs() {
 
 #[test]
 fn a_partition_without_a_commit_is_shown_as_such() {
-    let broker = Broker::start_with(&["--group-initial-rebalance-delay", "1s"]);
+    let broker = Broker::shared();
     let topic = unique("nocommit");
     testkit::create_topic(&broker.addr(), &topic, 3);
     // Only partition 0 gets data, so only it is ever committed.
     produce::produce_seq(&broker.addr(), &topic, 1, "p", 10);
     let group = unique("g");
-    consume_then_leave(&broker, &topic, &group, 10);
+    consume_then_leave(broker, &topic, &group, 10);
     produce::produce(
         &broker.addr(),
         &topic,
@@ -164,12 +164,12 @@ fn a_partition_without_a_commit_is_shown_as_such() {
         vec![Some(produce::payload("q", 1)); 3],
     );
 
-    let view = json_lag(&broker, &group, &topic);
+    let view = json_lag(broker, &group, &topic);
     let p1 = &view["partitions"][1];
     assert_eq!(p1["current_offset"], Value::Null, "{view}");
     assert_eq!(p1["lag_basis"], "reset_position");
     assert_eq!(p1["lag"], 1, "counted from the earliest offset");
-    let (_, table, _) = admin_lag(&broker, &["--group", &group, "--topic", &topic]);
+    let (_, table, _) = admin_lag(broker, &["--group", &group, "--topic", &topic]);
     assert!(
         table.contains("* no committed offset: lag counted from the log start"),
         "{table}"
@@ -188,12 +188,12 @@ fn a_partition_without_a_commit_is_shown_as_such() {
 
 #[test]
 fn unknown_group_unknown_topic_and_unreachable_brokers_fail_clearly() {
-    let broker = Broker::start();
-    let (code, _, err) = admin_lag(&broker, &["--group", "nobody-here"]);
+    let broker = Broker::shared();
+    let (code, _, err) = admin_lag(broker, &["--group", "nobody-here"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("group 'nobody-here' does not exist"), "{err}");
 
-    let (code, _, err) = admin_lag(&broker, &["--group", "g", "--topic", "no-such-topic"]);
+    let (code, _, err) = admin_lag(broker, &["--group", "g", "--topic", "no-such-topic"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("topic 'no-such-topic' does not exist"),
@@ -209,4 +209,80 @@ fn unknown_group_unknown_topic_and_unreachable_brokers_fail_clearly() {
     );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("no broker in") && err.contains(&dead), "{err}");
+}
+
+/// `admin lag` and Kafka's own `kafka-consumer-groups --describe` agree partition by partition on
+/// the committed offset, the log end and the lag: while the group is active with partitions it
+/// never committed (Kafka prints `-`, we say `reset_position`), and after it left with lag behind.
+#[test]
+fn agrees_with_kafka_consumer_groups_partition_by_partition() {
+    let broker = Broker::shared();
+    let topic = unique("vs-kafka");
+    testkit::create_topic(&broker.addr(), &topic, 3);
+    // Partition 0 gets data, 1 and 2 stay empty: never committed.
+    produce::produce_seq(&broker.addr(), &topic, 1, "p", 10);
+    let group = unique("g");
+    let addr = broker.addr();
+    let mut c = Spawned::start(
+        "consumer",
+        &testkit::workspace_bin("consumer"),
+        &[
+            ("KAFKA_BROKERS", &addr),
+            ("TOPIC", &topic),
+            ("GROUP_ID", &group),
+            ("AUTO_COMMIT_INTERVAL", "500ms"),
+            ("METRICS_ADDR", ""),
+        ],
+    );
+    let compare = |phase: &str| {
+        let kafka = testkit::java::describe_group(&addr, &group);
+        let ours = json_lag(broker, &group, &topic);
+        assert!(!kafka.is_empty(), "{phase}: Kafka lists nothing");
+        for k in &kafka {
+            let o = &ours["partitions"][k.partition as usize];
+            let who = format!("{phase} p{}: Kafka {k:?}, ours {o}", k.partition);
+            assert_eq!(o["current_offset"].as_i64(), k.current, "{who}");
+            assert_eq!(o["log_end_offset"].as_i64(), k.log_end, "{who}");
+            match k.lag {
+                Some(lag) => assert_eq!(o["lag"].as_i64(), Some(lag), "{who}"),
+                // Kafka prints `-`: no commit. Ours counts from the reset position, and says so.
+                None => assert_eq!(o["lag_basis"], "reset_position", "{who}"),
+            }
+        }
+        kafka
+    };
+    // Active, partition 0 committed at its end, 1 and 2 owned but never committed.
+    let active = wait_for(
+        "Kafka to show the commit of partition 0",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let rows = testkit::java::describe_group(&addr, &group);
+            let p0 = rows.iter().find(|r| r.partition == 0)?;
+            (rows.len() == 3 && p0.current == Some(10)).then_some(rows)
+        },
+    );
+    assert!(
+        active.iter().any(|r| r.current.is_none()),
+        "a partition without a commit: {active:?}"
+    );
+    compare("active");
+    assert_eq!(
+        c.terminate(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+
+    // Empty, with lag: Kafka lists the committed partition; the numbers must match.
+    produce::produce(&addr, &topic, 1, vec![Some(produce::payload("q", 1)); 4]);
+    let empty = compare("empty");
+    let p0 = empty
+        .iter()
+        .find(|r| r.partition == 0)
+        .expect("partition 0");
+    assert_eq!(
+        (p0.current, p0.log_end, p0.lag),
+        (Some(10), Some(14), Some(4))
+    );
 }

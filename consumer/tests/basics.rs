@@ -16,7 +16,7 @@ fn one_member_gets_every_partition_prints_everything_and_commits_on_sigterm() {
     testkit::create_topic(&broker.addr(), &topic, 9);
     produce::produce_seq(&broker.addr(), &topic, 9, "pre", 90);
 
-    let mut c = consumer(&broker, &topic, &group, "solo", &[]);
+    let mut c = consumer(broker, &topic, &group, "solo", &[]);
     wait_for("all 9 partitions", Duration::from_secs(30), POLL, || {
         (assignment(&c).map(|a| a.len()) == Some(9)).then_some(())
     });
@@ -51,7 +51,7 @@ fn one_member_gets_every_partition_prints_everything_and_commits_on_sigterm() {
 
     // What we committed is what independent clients read back for the group.
     for client in ["kafka-python", "confluent"] {
-        let offsets = group_offsets(&broker, &group, &topic, client);
+        let offsets = group_offsets(broker, &group, &topic, client);
         assert_eq!(offsets["total_lag"], 0, "{client}: {offsets}");
         for p in 0..9 {
             assert_eq!(
@@ -83,7 +83,7 @@ fn reads_what_librdkafka_writes_with_every_codec_keys_headers_and_nulls() {
             ],
         );
     }
-    let c = consumer(&broker, &topic, &group, "codecs", &[]);
+    let c = consumer(broker, &topic, &group, "codecs", &[]);
     wait_for("84 messages", Duration::from_secs(30), POLL, || {
         (c.stdout().len() >= 84).then_some(())
     });
@@ -117,7 +117,7 @@ fn a_message_that_is_not_json_is_counted_skipped_and_committed_past() {
         Some(produce::payload("p", 2)),
     ];
     produce::produce(&broker.addr(), &topic, 1, values);
-    let mut c = consumer(&broker, &topic, &group, "bad", &[]);
+    let mut c = consumer(broker, &topic, &group, "bad", &[]);
     wait_for("both valid messages", Duration::from_secs(30), POLL, || {
         (printed(&c).len() >= 2).then_some(())
     });
@@ -131,7 +131,7 @@ fn a_message_that_is_not_json_is_counted_skipped_and_committed_past() {
         err.contains("offset=2") && err.contains("not UTF-8"),
         "{err}"
     );
-    let offsets = group_offsets(&broker, &group, &topic, "kafka-python");
+    let offsets = group_offsets(broker, &group, &topic, "kafka-python");
     assert_eq!(
         offsets["partitions"]["0"]["committed"], 4,
         "committed past the bad ones: {offsets}"
@@ -213,8 +213,8 @@ fn bad_environment_is_rejected_naming_the_variable() {
 #[test]
 fn a_broker_restart_is_survived_without_a_crash_loop() {
     let (topic, group) = (unique("restart"), unique("g"));
-    let mut broker = broker();
-    let port = broker.port();
+    // Its own broker: the test stops it.
+    let mut broker = Broker::start();
     testkit::create_topic(&broker.addr(), &topic, 3);
     produce::produce_seq(&broker.addr(), &topic, 3, "before", 30);
     let mut c = consumer(&broker, &topic, &group, "restart", &[]);
@@ -222,18 +222,16 @@ fn a_broker_restart_is_survived_without_a_crash_loop() {
         (printed(&c).len() >= 30).then_some(())
     });
 
-    // The test broker keeps everything in memory: after a restart the group and the topic are gone,
-    // harsher than a real broker restart. The consumer must ride it out. (Its fetchers' rskafka
-    // metadata requests may auto-create the topic with the broker's default partition count first:
-    // rskafka always allows auto-creation, see README.)
-    drop(broker);
+    // Apache Kafka comes back with its topics, groups and offsets. nisshi (TEST_BROKER=nisshi) keeps
+    // everything in memory and comes back empty, harsher still. Either way the consumer rides it out.
+    broker.stop();
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         c.running(),
         "a broker outage must not stop the consumer:\n{}",
         c.stderr()
     );
-    broker = Broker::start_on(port);
+    broker.restart();
     let partitions = testkit::ensure_topic(&broker.addr(), &topic, 3);
     produce::produce_seq(&broker.addr(), &topic, partitions, "after", 30);
     wait_for(
@@ -277,7 +275,7 @@ fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance() {
             })
             .collect()
     };
-    let mut first = consumer(&broker, &topic, &group, "pod-0", &static_member);
+    let mut first = consumer(broker, &topic, &group, "pod-0", &static_member);
     wait_for(
         "the first run to own all 3",
         Duration::from_secs(30),
@@ -292,7 +290,7 @@ fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance() {
         first.stderr()
     );
     // KIP-345: a static member does not send LeaveGroup; the broker keeps its place for the session.
-    let second = consumer(&broker, &topic, &group, "pod-0", &static_member);
+    let second = consumer(broker, &topic, &group, "pod-0", &static_member);
     wait_for(
         "the restart to own all 3",
         Duration::from_secs(30),

@@ -31,7 +31,7 @@ fn audit_every_message_through_scale_1_9_3_9_at_200_per_second() {
         200,
         Duration::from_secs(180),
     );
-    let start = |i: usize| consumer(&broker, &topic, &group, &format!("a{i}"), &[]);
+    let start = |i: usize| consumer(broker, &topic, &group, &format!("a{i}"), &[]);
 
     let mut members = vec![start(0)];
     settle(&members, "1 member");
@@ -107,12 +107,12 @@ fn the_seed_experiment_lag_grows_with_one_slow_consumer_and_drains_with_nine() {
     );
     let slow = [("PROCESS_DELAY_MS", "20")];
     let lag = || {
-        group_offsets(&broker, &group, &topic, "kafka-python")["total_lag"]
+        group_offsets(broker, &group, &topic, "kafka-python")["total_lag"]
             .as_u64()
             .unwrap_or(0)
     };
 
-    let mut members = vec![consumer(&broker, &topic, &group, "s0", &slow)];
+    let mut members = vec![consumer(broker, &topic, &group, "s0", &slow)];
     wait_for(
         "one consumer owning all 9",
         Duration::from_secs(30),
@@ -127,7 +127,7 @@ fn the_seed_experiment_lag_grows_with_one_slow_consumer_and_drains_with_nine() {
     // One consumer handles at most 50 msg/s of the 200: lag grows by about 150 a second.
     assert!(late > early + 500, "lag should climb: {early} -> {late}");
 
-    members.extend((1..9).map(|i| consumer(&broker, &topic, &group, &format!("s{i}"), &slow)));
+    members.extend((1..9).map(|i| consumer(broker, &topic, &group, &format!("s{i}"), &slow)));
     settle(&members, "nine consumers");
     let peak = lag();
     let drained = wait_for(

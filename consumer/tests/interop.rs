@@ -1,5 +1,6 @@
-//! Our consumer in one group with kafka-python and librdkafka (confluent-kafka) members: the
-//! partitions must be split disjointly and completely whichever client leads.
+//! Our consumer in one group with the Java client (Apache Kafka's reference member), kafka-python and
+//! librdkafka (confluent-kafka): the partitions must be split disjointly and completely whichever
+//! client leads, and the Java client and ours must commit the same offsets for the same work.
 
 mod common;
 
@@ -14,7 +15,11 @@ use testkit::{unique, wait_for, Broker, Spawned};
 
 const POLL: Duration = Duration::from_millis(50);
 
-/// A kafka-python or confluent-kafka member running `tests/py/group_member.py`.
+/// The other clients in every mixed group, each at its default assignors.
+const PEERS: [&str; 3] = ["java", "kafka-python", "confluent"];
+
+/// A Java (`tests/java/GroupMember.java`), kafka-python or confluent-kafka
+/// (`tests/py/group_member.py`) member. Both print the same JSON lines.
 struct Peer {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
@@ -26,12 +31,16 @@ impl Peer {
     }
 
     fn start_with(client: &str, broker: &Broker, group: &str, topic: &str, extra: &[&str]) -> Self {
-        let script = testkit::workspace_root().join("tests/py/group_member.py");
-        let mut child = Command::new(testkit::python::interpreter())
-            .arg(script)
+        let mut command = if client == "java" {
+            testkit::java::group_member()
+        } else {
+            let mut c = Command::new(testkit::python::interpreter());
+            c.arg(testkit::workspace_root().join("tests/py/group_member.py"))
+                .args(["--client", client]);
+            c
+        };
+        let mut child = command
             .args([
-                "--client",
-                client,
                 "--brokers",
                 &broker.addr(),
                 "--group",
@@ -44,7 +53,7 @@ impl Peer {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python member");
+            .unwrap_or_else(|e| panic!("starting the {client} member: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
         let stdout = child.stdout.take().expect("stdout");
@@ -119,7 +128,7 @@ fn mixed_group(leader: &str) {
     let mut ours = Vec::new();
     match leader {
         "ours" => {
-            ours.push(consumer(&broker, &topic, &group, "ours-0", &[]));
+            ours.push(consumer(broker, &topic, &group, "ours-0", &[]));
             wait_for(
                 "our leader to own all 9",
                 Duration::from_secs(30),
@@ -133,7 +142,7 @@ fn mixed_group(leader: &str) {
             );
         }
         peer => {
-            peers.push(Peer::start(peer, &broker, &group, &topic));
+            peers.push(Peer::start(peer, broker, &group, &topic));
             wait_for(
                 "the peer leader to own all 9",
                 Duration::from_secs(60),
@@ -142,24 +151,24 @@ fn mixed_group(leader: &str) {
             );
         }
     }
-    for client in ["kafka-python", "confluent"] {
+    for client in PEERS {
         if leader != client {
-            peers.push(Peer::start(client, &broker, &group, &topic));
+            peers.push(Peer::start(client, broker, &group, &topic));
         }
     }
     while ours.len() < 2 {
         let name = format!("ours-{}", ours.len());
-        ours.push(consumer(&broker, &topic, &group, &name, &[]));
+        ours.push(consumer(broker, &topic, &group, &name, &[]));
     }
     let split = wait_for(
-        "a disjoint, complete split over four members",
+        "a disjoint, complete split over five members",
         Duration::from_secs(90),
         POLL,
         || {
             let o: Vec<&Spawned> = ours.iter().collect();
             let p: Vec<&Peer> = peers.iter().collect();
             split_is_disjoint_and_complete(&o, &p, 9)
-                .filter(|a| a.len() == 4 && a.iter().all(|p| !p.is_empty()))
+                .filter(|a| a.len() == 5 && a.iter().all(|p| !p.is_empty()))
         },
     );
     eprintln!("{leader} leading: {split:?}");
@@ -191,6 +200,11 @@ fn mixed_group_with_librdkafka_leading() {
     mixed_group("confluent");
 }
 
+#[test]
+fn mixed_group_with_the_java_client_leading() {
+    mixed_group("java");
+}
+
 /// Scale 1 -> 9 with each client at its default settings, measured the same way in the same run: from
 /// starting eight more members until all nine own one partition each. Printed, not asserted (timings
 /// belong to benchmarks); the test proves that each client's group converges.
@@ -209,7 +223,7 @@ fn scale_1_to_9_settles_for_every_client_with_default_settings() {
                 ("SESSION_TIMEOUT", "45s"),
                 ("AUTO_COMMIT_INTERVAL", "5s"),
             ];
-            let mut members = vec![consumer(&broker, &topic, &group, "m0", &defaults)];
+            let mut members = vec![consumer(broker, &topic, &group, "m0", &defaults)];
             wait_for(
                 "the first member to own all 9",
                 Duration::from_secs(60),
@@ -218,7 +232,7 @@ fn scale_1_to_9_settles_for_every_client_with_default_settings() {
             );
             let started = std::time::Instant::now();
             members.extend(
-                (1..9).map(|i| consumer(&broker, &topic, &group, &format!("m{i}"), &defaults)),
+                (1..9).map(|i| consumer(broker, &topic, &group, &format!("m{i}"), &defaults)),
             );
             wait_for(
                 "nine members with one partition each",
@@ -237,7 +251,7 @@ fn scale_1_to_9_settles_for_every_client_with_default_settings() {
         } else {
             let mut members = vec![Peer::start_with(
                 client,
-                &broker,
+                broker,
                 &group,
                 &topic,
                 &["--defaults"],
@@ -250,7 +264,7 @@ fn scale_1_to_9_settles_for_every_client_with_default_settings() {
             );
             let started = std::time::Instant::now();
             members.extend(
-                (1..9).map(|_| Peer::start_with(client, &broker, &group, &topic, &["--defaults"])),
+                (1..9).map(|_| Peer::start_with(client, broker, &group, &topic, &["--defaults"])),
             );
             wait_for(
                 "nine members with one partition each",
@@ -273,4 +287,55 @@ fn scale_1_to_9_settles_for_every_client_with_default_settings() {
         "scale 1 -> 9 settle time with default settings: {}",
         report.join(", ")
     );
+}
+
+/// The same work, two groups: our consumer reads a topic in one, the Java client in the other. Once
+/// each has read everything and left, Kafka's own `kafka-consumer-groups --describe` must show the
+/// same committed offset for every partition in both, and that offset must be the log end.
+#[test]
+fn the_java_client_and_ours_commit_the_same_offsets_for_the_same_work() {
+    let _turn = heavy();
+    let broker = broker();
+    let topic = unique("same-work");
+    testkit::create_topic(&broker.addr(), &topic, 9);
+    testkit::produce::produce_seq(&broker.addr(), &topic, 9, "w", 900);
+
+    let ours_group = unique("ours");
+    let mut c = consumer(broker, &topic, &ours_group, "ours", &[]);
+    wait_for("ours to print 900", Duration::from_secs(60), POLL, || {
+        (common::printed(&c).len() >= 900).then_some(())
+    });
+    assert_eq!(
+        c.terminate(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+
+    let java_group = unique("java");
+    let mut java = Peer::start("java", broker, &java_group, &topic);
+    wait_for("Java to read 900", Duration::from_secs(90), POLL, || {
+        let lines = java.lines.lock().ok()?;
+        let records = lines.iter().filter(|l| l.contains("\"offset\"")).count();
+        (records >= 900).then_some(())
+    });
+    java.stop();
+
+    let ours = testkit::java::describe_group(&broker.addr(), &ours_group);
+    let theirs = testkit::java::describe_group(&broker.addr(), &java_group);
+    assert_eq!(ours.len(), 9, "{ours:?}");
+    for (o, j) in ours.iter().zip(&theirs) {
+        assert_eq!(o.partition, j.partition);
+        assert_eq!(
+            o.current, j.current,
+            "p{}: ours {o:?}, Java {j:?}",
+            o.partition
+        );
+        assert_eq!(
+            o.current, o.log_end,
+            "p{}: read to the end: {o:?}",
+            o.partition
+        );
+        assert_eq!(o.lag, Some(0), "{o:?}");
+    }
 }

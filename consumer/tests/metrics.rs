@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{broker, consumer, metrics_addr};
+use common::{consumer, metrics_addr};
 use testkit::http_get;
 use testkit::{produce, unique, wait_for};
 
@@ -28,7 +28,8 @@ fn sum(samples: &serde_json::Map<String, serde_json::Value>, name: &str) -> f64 
 
 #[test]
 fn metrics_parse_move_with_messages_and_readiness_follows_the_group() {
-    let broker = broker();
+    // Its own broker: the test stops it.
+    let broker = testkit::Broker::start();
     let (topic, group) = (unique("metrics"), unique("g"));
     testkit::create_topic(&broker.addr(), &topic, 3);
     let c = consumer(&broker, &topic, &group, "m0", &[]);

@@ -24,7 +24,7 @@ fn scale_1_to_9_then_9_to_1_by_sigterm_without_processing_anything_twice() {
         Duration::from_secs(120),
     );
 
-    let first = consumer(&broker, &topic, &group, "c0", &[]);
+    let first = consumer(broker, &topic, &group, "c0", &[]);
     wait_for("c0 owns all 9", Duration::from_secs(30), POLL, || {
         (assignment(&first).map(|a| a.len()) == Some(9)).then_some(())
     });
@@ -33,7 +33,7 @@ fn scale_1_to_9_then_9_to_1_by_sigterm_without_processing_anything_twice() {
     let scaled = Instant::now();
     let mut members: Vec<Spawned> = vec![first];
     for i in 1..9 {
-        members.push(consumer(&broker, &topic, &group, &format!("c{i}"), &[]));
+        members.push(consumer(broker, &topic, &group, &format!("c{i}"), &[]));
     }
     wait_for("one partition each", Duration::from_secs(60), POLL, || {
         let refs: Vec<&Spawned> = members.iter().collect();
@@ -120,7 +120,7 @@ fn a_killed_member_s_partitions_move_after_the_session_timeout_and_resume_from_c
         Duration::from_secs(120),
     );
     let mut members: Vec<Spawned> = (0..3)
-        .map(|i| consumer(&broker, &topic, &group, &format!("k{i}"), &[]))
+        .map(|i| consumer(broker, &topic, &group, &format!("k{i}"), &[]))
         .collect();
     wait_for(
         "three members, three partitions each",

@@ -1023,7 +1023,14 @@ impl Membership {
                 self.backoff(now);
                 if !matches!(self.phase, Phase::Stable | Phase::FetchingOffsets { .. }) {
                     // A join or sync must start over at the new coordinator; a heartbeat just retries there.
-                    self.rejoin(format!("{request}: the coordinator moved"));
+                    // Apache Kafka answers COORDINATOR_NOT_AVAILABLE while it creates or loads
+                    // __consumer_offsets (a new cluster's first group): not a move.
+                    let why = if e == ResponseError::NotCoordinator {
+                        "the coordinator moved"
+                    } else {
+                        "the coordinator is not available yet"
+                    };
+                    self.rejoin(format!("{request}: {why}"));
                 }
             }
             ResponseError::CoordinatorLoadInProgress => {

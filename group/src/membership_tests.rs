@@ -468,6 +468,27 @@ fn coordinator_load_in_progress_backs_off_then_retries_the_join() {
     assert!(matches!(h.send(), Request::JoinGroup(_)));
 }
 
+/// Apache Kafka answers a new cluster's first JoinGroup with COORDINATOR_NOT_AVAILABLE while it
+/// creates `__consumer_offsets`: find the coordinator again and rejoin, saying why in plain words.
+#[test]
+fn coordinator_not_available_on_join_finds_it_again_and_says_so() {
+    let mut h = Harness::new(config());
+    h.send();
+    h.respond(coordinator(1));
+    h.send();
+    h.respond(join_error(ResponseError::CoordinatorNotAvailable, ""));
+    h.now = h.wait();
+    assert!(matches!(h.send(), Request::FindCoordinator(_)));
+    h.respond(coordinator(1));
+    let Request::JoinGroup(join) = h.send() else {
+        panic!("the join again")
+    };
+    assert_eq!(
+        join.reason.as_ref().map(|r| r.to_string()),
+        Some("JoinGroup: the coordinator is not available yet".into())
+    );
+}
+
 #[test]
 fn fatal_errors_stop_with_a_clear_message() {
     for e in [

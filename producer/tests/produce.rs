@@ -57,7 +57,7 @@ fn seq_of(value: &str) -> usize {
 
 #[test]
 fn messages_reach_every_partition_in_order_with_the_exact_payload() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let topic = unique("produce");
     testkit::create_topic(&broker.addr(), &topic, 9);
     let addr = broker.addr();
@@ -81,7 +81,7 @@ fn messages_reach_every_partition_in_order_with_the_exact_payload() {
     );
 
     for client in ["kafka-python", "confluent"] {
-        let records = read_back(&broker, &topic, 45, client);
+        let records = read_back(broker, &topic, 45, client);
         assert_eq!(records.len(), 45, "{client}");
         let mut per_partition: BTreeMap<u32, Vec<(u64, usize)>> = BTreeMap::new();
         let mut seqs = Vec::new();
@@ -171,7 +171,7 @@ fn waits_for_a_broker_that_starts_late_and_a_topic_created_later() {
 
 #[test]
 fn sigterm_finishes_cleanly() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let topic = unique("term");
     testkit::create_topic(&broker.addr(), &topic, 9);
     let mut child = Command::new(PRODUCER)
@@ -233,7 +233,7 @@ fn bad_environment_is_rejected_naming_the_variable() {
 
 #[test]
 fn metrics_count_acknowledged_messages_and_readiness_waits_for_the_first() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let topic = unique("pmetrics");
     let mut child = Command::new(PRODUCER)
         .env_clear()
@@ -294,4 +294,125 @@ fn metrics_count_acknowledged_messages_and_readiness_waits_for_the_first() {
     );
     testkit::sigterm(child.id());
     let _ = child.wait();
+}
+
+/// On a 3-broker cluster, the broker leading the producer's partition is killed (SIGKILL, no
+/// controlled shutdown) mid-run. The producer must find the new leader and deliver every sequence
+/// number: read back, the numbers 1..=N are all there, with nothing skipped.
+#[test]
+fn the_sequence_has_no_gaps_through_the_partition_leaders_broker_being_killed() {
+    let mut cluster = Broker::cluster();
+    let topic = unique("failover");
+    // One partition, three replicas: any surviving broker can take over.
+    testkit::create_replicated_topic(&cluster.addr(), &topic, 1, 3);
+    let addr = cluster.addr();
+    let count = 200;
+    let mut child = Command::new(PRODUCER)
+        .env_clear()
+        .envs([
+            ("KAFKA_BROKERS", addr.as_str()),
+            ("TOPIC", topic.as_str()),
+            ("PRODUCER_ID", "failover"),
+            ("INTERVAL", "50ms"),
+            ("MESSAGE_COUNT", &count.to_string()),
+            ("METRICS_ADDR", "127.0.0.1:0"),
+            ("RUST_LOG", "info"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn producer");
+    // Let it run a while, then kill the partition's leader.
+    std::thread::sleep(Duration::from_secs(3));
+    let first = addr.split(',').next().expect("an address").to_string();
+    let leader = leader_of(&first, &topic, None);
+    let kafka = cluster.kafka().expect("a Kafka cluster");
+    kafka.kill(leader).expect("kill the leader");
+    let survivor = kafka
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a survivor");
+    let survivor_addr = kafka.node_addr(survivor);
+
+    let status = wait_for(
+        "the producer to finish",
+        Duration::from_secs(120),
+        Duration::from_millis(50),
+        || child.try_wait().expect("try_wait"),
+    );
+    let stderr = std::io::read_to_string(child.stderr.take().expect("stderr")).expect("stderr");
+    assert!(status.success(), "{stderr}");
+    let new_leader = leader_of(&survivor_addr, &topic, Some(leader));
+
+    // Read back everything the log holds, from the survivors only (the killed broker stays down).
+    let survivors: Vec<String> = kafka
+        .ids()
+        .into_iter()
+        .filter(|&id| id != leader)
+        .map(|id| kafka.node_addr(id))
+        .collect();
+    let survivors = survivors.join(",");
+    let (code, offsets, err) = testkit::java::tool(
+        "org.apache.kafka.tools.GetOffsetShell",
+        &["--bootstrap-server", &survivors, "--topic", &topic],
+    );
+    assert_eq!(code, Some(0), "GetOffsetShell: {err}");
+    let log_end: usize = offsets
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("GetOffsetShell printed {offsets:?}"));
+    assert!(log_end >= count, "{log_end} records for {count} messages");
+    let out = python::run(
+        "read_topic.py",
+        &[
+            "--brokers",
+            &survivors,
+            "--topic",
+            &topic,
+            "--expect",
+            &log_end.to_string(),
+            "--client",
+            "confluent",
+        ],
+    );
+    let mut seqs: Vec<usize> = out
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            seq_of(v["value"].as_str().expect("value"))
+        })
+        .collect();
+    let read = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(
+        seqs,
+        (1..=count).collect::<Vec<_>>(),
+        "every sequence number, none skipped ({read} records read, {} duplicates)\n{stderr}",
+        read - seqs.len()
+    );
+    eprintln!(
+        "leader {leader} killed; new leader {new_leader}; {} duplicates from retries",
+        read - seqs.len()
+    );
+}
+
+/// The leader of partition 0 of `topic` as the broker at `addr` sees it, once there is one (and,
+/// with `not`, once it is another broker than that).
+fn leader_of(addr: &str, topic: &str, not: Option<i32>) -> i32 {
+    wait_for(
+        "a partition leader",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let partitions =
+                testkit::localkafka::probe::partitions(addr, topic, Duration::from_secs(5)).ok()?;
+            let leader = partitions.first()?.leader;
+            (leader >= 0 && Some(leader) != not).then_some(leader)
+        },
+    )
 }

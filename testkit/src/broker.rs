@@ -1,164 +1,172 @@
-//! A real Kafka-compatible broker for tests: `nisshi` with in-memory storage on a free loopback port.
+//! The brokers tests run against: Apache Kafka (the reference, the default), or nisshi with
+//! `TEST_BROKER=nisshi` (a second Kafka-compatible implementation, so no test leans on one broker's
+//! timing).
+//!
+//! A JVM takes seconds to start, so most tests share one broker per test process
+//! ([`Broker::shared`]) with unique topic and group names; tests that stop or restart a broker, or
+//! need several, start their own.
 
-use std::{
-    fs,
-    io::Read,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{sync::OnceLock, time::Duration};
 
-/// How to get the broker when it is missing; printed by every test that needs one.
-pub const INSTALL_HINT: &str = "the test broker `nisshi` was not found. Install it once (about 12 minutes on 2 cores) with\n\
-     \n    make broker\n\
-     \nor directly:\n\
-     \n    cargo +nightly install --locked nisshi --no-default-features --features dynostore,libsql\n\
-     \nor point NISSHI_BIN at an existing binary.";
+use localkafka::{Cluster, Options};
 
-/// How long a broker may take to print `ready in`.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::nisshi;
 
-/// A running broker process. Dropping it kills the process.
+/// Which implementation `TEST_BROKER` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Apache Kafka from the cached jars (`TEST_BROKER` unset or `kafka`).
+    Kafka,
+    /// nisshi (`TEST_BROKER=nisshi`).
+    Nisshi,
+}
+
+/// `TEST_BROKER`: `kafka` (default) or `nisshi`; anything else panics with the choices.
+pub fn kind() -> Kind {
+    match std::env::var("TEST_BROKER").as_deref() {
+        Err(_) | Ok("") | Ok("kafka") => Kind::Kafka,
+        Ok("nisshi") => Kind::Nisshi,
+        Ok(other) => panic!("TEST_BROKER={other:?}: use kafka (the default) or nisshi"),
+    }
+}
+
+/// A running broker (or cluster). Dropping it stops it.
 #[derive(Debug)]
 pub struct Broker {
-    /// The broker process.
-    child: Child,
-    /// The loopback port it listens and advertises on.
-    port: u16,
-    /// Its combined stdout/stderr, kept for failure messages.
-    log: PathBuf,
+    /// The process(es).
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Kafka(Cluster),
+    Nisshi(nisshi::Nisshi),
+}
+
+/// Test-friendly broker settings. The initial rebalance delay is Kafka's 3 s cut to 1 s (the tests
+/// start members within that); everything else is Kafka's default unless a test says otherwise.
+fn test_options(nodes: usize) -> Options {
+    let mut options = Options::nodes(nodes).property("group.initial.rebalance.delay.ms", 1000);
+    options.quick_start = true;
+    options.heap = "384m".into();
+    options
 }
 
 impl Broker {
-    /// Starts a broker with the defaults the tests expect.
+    /// The broker every test in this process shares (started on first use, stopped when the
+    /// process exits). Tests on it must use [`crate::unique`] names.
+    pub fn shared() -> &'static Broker {
+        static SHARED: OnceLock<Broker> = OnceLock::new();
+        SHARED.get_or_init(Broker::start)
+    }
+
+    /// A broker of its own, for a test that stops or restarts it.
     pub fn start() -> Self {
-        Self::start_with(&[])
+        Self::start_with(test_options(1))
     }
 
-    /// Starts a broker with extra command-line arguments (e.g. a shorter initial rebalance delay).
-    pub fn start_with(extra: &[&str]) -> Self {
-        let bin = binary();
-        let mut last = String::new();
-        // A free port found by binding :0 can be taken before the broker binds it; try a few.
-        for _ in 0..3 {
-            let port = free_port();
-            match spawn(&bin, port, extra) {
-                Ok(broker) => return broker,
-                Err(why) => last = why,
-            }
-        }
-        panic!("could not start {}: {last}", bin.display());
-    }
-
-    /// Starts a broker on `port`, e.g. one that a client was already told about before the broker
-    /// was up.
+    /// A broker of its own on `port` (e.g. one a client was told about before the broker was up).
     pub fn start_on(port: u16) -> Self {
-        let bin = binary();
-        spawn(&bin, port, &[])
-            .unwrap_or_else(|why| panic!("could not start {}: {why}", bin.display()))
+        let mut options = test_options(1);
+        options.port = Some(port);
+        Self::start_with(options)
     }
 
-    /// `127.0.0.1:PORT`, for `KAFKA_BROKERS`.
+    /// A broker of its own with `options` (Kafka), or with its port and defaults (nisshi).
+    pub fn start_with(options: Options) -> Self {
+        let inner = match kind() {
+            Kind::Kafka => Inner::Kafka(
+                Cluster::start(options).unwrap_or_else(|e| panic!("starting Apache Kafka: {e}")),
+            ),
+            Kind::Nisshi => Inner::Nisshi(match options.port {
+                Some(port) => nisshi::Nisshi::start_on(port),
+                None => nisshi::Nisshi::start(),
+            }),
+        };
+        Self { inner }
+    }
+
+    /// A 3-node Apache Kafka cluster (every node a broker and a controller), whatever
+    /// `TEST_BROKER` says: only a real cluster shows replication and failover.
+    pub fn cluster() -> Self {
+        Self::cluster_with(test_options(3))
+    }
+
+    /// A cluster with `options` (its node count included).
+    pub fn cluster_with(options: Options) -> Self {
+        Self {
+            inner: Inner::Kafka(
+                Cluster::start(options)
+                    .unwrap_or_else(|e| panic!("starting an Apache Kafka cluster: {e}")),
+            ),
+        }
+    }
+
+    /// The test defaults, to adjust before [`Broker::start_with`] or [`Broker::cluster_with`].
+    pub fn options(nodes: usize) -> Options {
+        test_options(nodes)
+    }
+
+    /// `host:port[,host:port…]`, for `KAFKA_BROKERS`.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match &self.inner {
+            Inner::Kafka(c) => c.bootstrap(),
+            Inner::Nisshi(n) => n.addr(),
+        }
     }
 
-    /// The port alone.
+    /// The first node's port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.addr()
+            .split(',')
+            .next()
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
     }
 
-    /// What the broker printed so far.
+    /// What the broker printed so far (every node's log, for failure messages).
     pub fn output(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        match &self.inner {
+            Inner::Kafka(c) => c
+                .ids()
+                .into_iter()
+                .map(|id| format!("--- node {id}\n{}", c.log(id)))
+                .collect(),
+            Inner::Nisshi(n) => n.output(),
+        }
     }
-}
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_file(&self.log);
+    /// Whether this is Apache Kafka (some behaviour differs, e.g. nisshi forgets everything on a
+    /// restart).
+    pub fn is_kafka(&self) -> bool {
+        matches!(self.inner, Inner::Kafka(_))
     }
-}
 
-/// `NISSHI_BIN`, else `nisshi` on `PATH`, else `~/.cargo/bin/nisshi`; panics with [`INSTALL_HINT`].
-pub fn binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("NISSHI_BIN") {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "NISSHI_BIN={} is not a file.\n{INSTALL_HINT}",
-            bin.display()
-        );
-        return bin;
+    /// The Kafka cluster, to kill, stop or restart single nodes; `None` for nisshi.
+    pub fn kafka(&mut self) -> Option<&mut Cluster> {
+        match &mut self.inner {
+            Inner::Kafka(c) => Some(c),
+            Inner::Nisshi(_) => None,
+        }
     }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("nisshi"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
-    on_path
-        .into_iter()
-        .chain(cargo_home.map(|c| c.join("bin").join("nisshi")))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{INSTALL_HINT}"))
-}
 
-fn free_port() -> u16 {
-    crate::closed_port()
-}
+    /// Stops every node (Kafka keeps its data for [`Broker::restart`]; nisshi's is in memory).
+    pub fn stop(&mut self) {
+        match &mut self.inner {
+            Inner::Kafka(c) => c.stop_all(Duration::from_secs(30)),
+            Inner::Nisshi(n) => n.stop(),
+        }
+    }
 
-fn spawn(bin: &Path, port: u16, extra: &[&str]) -> Result<Broker, String> {
-    let log = std::env::temp_dir().join(crate::unique("nisshi-log"));
-    let out = fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(bin)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://nisshi/"])
-        .args(extra)
-        .env(
-            "RUST_LOG",
-            // nisshi's info level traces every request's serialization: gigabytes per minute under load.
-            std::env::var("NISSHI_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("spawning {}: {e}", bin.display()))?;
-    let mut broker = Broker { child, port, log };
-    let started = Instant::now();
-    loop {
-        let mut text = String::new();
-        if let Ok(mut f) = fs::File::open(&broker.log) {
-            let _ = f.read_to_string(&mut text);
+    /// Starts every stopped node again on the same ports. Kafka comes back with its topics, groups
+    /// and offsets; nisshi comes back empty.
+    pub fn restart(&mut self) {
+        match &mut self.inner {
+            Inner::Kafka(c) => c
+                .resume()
+                .unwrap_or_else(|e| panic!("restarting Apache Kafka: {e}")),
+            Inner::Nisshi(n) => n.restart(),
         }
-        if text.contains("ready in") {
-            return Ok(broker);
-        }
-        if let Ok(Some(status)) = broker.child.try_wait() {
-            return Err(format!(
-                "broker exited with {status} on port {port}:\n{text}"
-            ));
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(format!(
-                "broker did not print `ready in` within {READY_TIMEOUT:?}:\n{text}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }

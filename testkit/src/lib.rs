@@ -2,21 +2,27 @@
 //! independent Python clients.
 //!
 //! # Layout
-//! - [`Broker`]: a `nisshi` process on a free 127.0.0.1 port, stopped when dropped.
+//! - [`Broker`]: Apache Kafka (one node or a 3-node cluster, via `localkafka`) or, with
+//!   `TEST_BROKER=nisshi`, nisshi; on free 127.0.0.1 ports, stopped when dropped.
 //! - [`unique`]: topic and group names that never collide, so tests can run in parallel.
 //! - [`wait_for`]: polling with a deadline instead of sleeping.
 //! - [`Spawned`]: a binary under test in the background, its output captured line by line.
 //! - [`produce`]: test data written with rskafka directly, at once or at a steady rate.
 //! - [`python`]: runs the scripts in `tests/py/` with kafka-python and confluent-kafka.
+//! - [`java`]: the Java client's group member (`tests/java/`) and Kafka's own command-line tools.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 mod broker;
+pub mod java;
+mod nisshi;
 mod process;
 pub mod produce;
 pub mod python;
 
-pub use broker::{binary as nisshi_binary, Broker};
+pub use broker::{kind as broker_kind, Broker, Kind as BrokerKind};
+pub use localkafka;
+pub use nisshi::binary as nisshi_binary;
 pub use process::Spawned;
 
 use std::{
@@ -174,21 +180,36 @@ pub fn create_topic(broker: &str, topic: &str, partitions: i32) {
     );
 }
 
+/// Creates `topic` with `partitions` partitions of `replicas` replicas each (on a cluster), with
+/// rskafka directly. Panics if it exists with another partition count.
+pub fn create_replicated_topic(broker: &str, topic: &str, partitions: i32, replicas: i16) {
+    let found = ensure_topic_with(broker, topic, partitions, replicas);
+    assert_eq!(
+        found, partitions,
+        "{topic} exists with another partition count"
+    );
+}
+
 /// Creates `topic` unless it exists (a broker may have auto-created it); returns its partition count.
 pub fn ensure_topic(broker: &str, topic: &str, partitions: i32) -> i32 {
+    ensure_topic_with(broker, topic, partitions, 1)
+}
+
+fn ensure_topic_with(broker: &str, topic: &str, partitions: i32, replicas: i16) -> i32 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     rt.block_on(async {
-        let client = rskafka::client::ClientBuilder::new(vec![broker.to_string()])
+        let bootstrap = broker.split(',').map(str::to_string).collect();
+        let client = rskafka::client::ClientBuilder::new(bootstrap)
             .build()
             .await
             .unwrap_or_else(|e| panic!("connecting to {broker}: {e}"));
         let created = client
             .controller_client()
             .expect("controller client")
-            .create_topic(topic, partitions, 1, 10_000)
+            .create_topic(topic, partitions, replicas, 10_000)
             .await;
         match created {
             Ok(()) => partitions,

@@ -32,7 +32,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Writes `values` round-robin over `partitions` partitions, in batches of up to 500 per partition.
 pub fn produce(broker: &str, topic: &str, partitions: i32, values: Vec<Option<Vec<u8>>>) {
     runtime().block_on(async {
-        let client = ClientBuilder::new(vec![broker.to_string()])
+        let client = ClientBuilder::new(broker.split(',').map(str::to_string).collect())
             .build()
             .await
             .expect("client");
@@ -97,7 +97,7 @@ impl RateProducer {
         let (stop_flag, counter) = (Arc::clone(&stop), Arc::clone(&sent));
         let thread = thread::spawn(move || {
             runtime().block_on(async move {
-                let client = ClientBuilder::new(vec![broker])
+                let client = ClientBuilder::new(broker.split(',').map(str::to_string).collect())
                     .build()
                     .await
                     .expect("client");

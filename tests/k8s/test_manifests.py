@@ -4,13 +4,15 @@
 
 scripts/check-manifests.sh validates the same renderings against Kubernetes' schemas and checkov's
 policies; this file checks what those cannot know: names, counts, settings that must agree with each
-other (partitions, replication factor, brokers, node ids, group, topic) and with the binaries.
+other (partitions, replication factor, brokers, node ids, group, topic), with the binaries, and with
+the Apache Kafka release localkafka/pom.xml pins (the image tag).
 """
 import functools
 import os
 import re
 import subprocess
 import unittest
+import xml.etree.ElementTree as ET
 
 import yaml
 
@@ -24,6 +26,18 @@ def render(target="k8s"):
     out = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, target)], check=True,
                          capture_output=True, text=True).stdout
     return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+@functools.lru_cache(maxsize=None)
+def pinned_kafka_version():
+    """The Apache Kafka release localkafka/pom.xml pins (<kafka.version>) for the tests, demo and bench."""
+    pom = os.path.join(ROOT, "localkafka", "pom.xml")
+    # The POM's elements are in Maven's namespace: match the property by its local name.
+    versions = [e.text.strip() for e in ET.parse(pom).getroot().iter()
+                if e.tag.rsplit("}", 1)[-1] == "kafka.version" and e.text]
+    assert len(versions) == 1, f"one <kafka.version> property in {pom}, found {versions}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", versions[0]), f"a release version in {pom}: {versions[0]!r}"
+    return versions[0]
 
 
 def mebibytes(quantity):
@@ -143,7 +157,8 @@ class Base(Rendering, unittest.TestCase):
             "create-topic": ["kafka-lag-lab/admin:dev"],
             "kafka-producer": ["kafka-lag-lab/producer:dev"],
             "kafka-consumer": ["kafka-lag-lab/consumer:dev"],
-            "kafka": ["apache/kafka:3.9.1"],
+            # The release the tests, demo and bench run (localkafka/pom.xml): the two cannot drift.
+            "kafka": [f"apache/kafka:{pinned_kafka_version()}"],
             "kafka-ui": ["kafbat/kafka-ui:v1.5.0"],
         })
 

@@ -22,9 +22,10 @@ pub fn heavy() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A broker whose empty groups wait 1 s for more members (Kafka's default is 3 s).
-pub fn broker() -> Broker {
-    Broker::start_with(&["--group-initial-rebalance-delay", "1s"])
+/// The broker this test process shares (empty groups wait 1 s for more members; Kafka's default is
+/// 3 s). Tests that stop their broker start their own with [`Broker::start`].
+pub fn broker() -> &'static Broker {
+    Broker::shared()
 }
 
 /// Starts our consumer as `name` with test-friendly timers, plus `extra` settings.
