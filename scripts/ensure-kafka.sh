@@ -2,11 +2,12 @@
 # Makes sure the pinned Apache Kafka release (localkafka/pom.xml) is cached as jars: the broker
 # (kafka_2.13), Kafka's tools (kafka-tools), the Java client (kafka-clients) and their dependencies,
 # copied from Maven Central by `mvn dependency:copy-dependencies`. Checks for Java 17+ and Maven.
-# Prints the jar directory on the last line; KAFKA_LIBS overrides where it is.
+# Prints the jar directory on the last line; KAFKA_LIBS overrides where it is, KAFKA_VERSION which
+# release (e.g. 3.9.2; default: the pinned one).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 pom="$here/localkafka/pom.xml"
-version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom")"
+version="${KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom")}"
 dir="${KAFKA_LIBS:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-lag-lab/kafka-$version}"
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
@@ -37,7 +38,7 @@ rm -rf "$tmp"
 mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 # -B: no progress bars (CI logs); one line per artifact downloaded is enough progress.
-mvn -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$tmp" -DincludeScope=runtime 2>&1 |
+mvn -B -f "$pom" -Dkafka.version="$version" dependency:copy-dependencies -DoutputDirectory="$tmp" -DincludeScope=runtime 2>&1 |
   while IFS= read -r line; do
     case "$line" in
       *Downloaded*) n=$((${n:-0} + 1)); [ $((n % 20)) -eq 1 ] && printf 'kafka: [%3ss] %3d files downloaded\n' "$(( $(date +%s) - start ))" "$n" >&2 ;;

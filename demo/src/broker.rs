@@ -1,4 +1,16 @@
-//! The local broker when no `KAFKA_BROKERS` is given: nisshi, in memory, on a free loopback port.
+//! The local broker when no `KAFKA_BROKERS` is given, chosen by `DEMO_BROKER`:
+//!
+//! - `kafka` (the default): Apache Kafka, the project's reference broker, one node that is broker
+//!   and controller (KRaft), started by [`localkafka`] from the pinned release's cached jars on free
+//!   loopback ports. The topic has one replica.
+//! - `kafka-cluster`: the same with three nodes, the topic replicated twice as in the seed. Three
+//!   JVMs: slower to start and heavier on a small machine.
+//! - `nisshi`: the nisshi binary (a Rust Kafka-compatible broker), in memory, where it is installed
+//!   (`scripts/ensure-broker.sh`).
+//!
+//! Either way the broker runs in its own process group, so a terminal's Ctrl-C reaches only the
+//! demo, which stops it last, after every client has left. Apache Kafka's data is a temporary
+//! directory, removed on stop; its nodes' logs are copied to the demo's `logs/` first.
 
 use std::{
     path::{Path, PathBuf},
@@ -11,17 +23,159 @@ use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     process::{Child, Command},
 };
+use tokio_util::sync::CancellationToken;
+
+use crate::config::LocalBroker;
+
+/// How long the Kafka nodes may take to stop cleanly (a controlled shutdown) before being killed.
+const KAFKA_STOP: Duration = Duration::from_secs(60);
+
+/// The broker the demo started.
+pub enum Local {
+    Kafka(Kafka),
+    Nisshi(Nisshi),
+}
+
+impl Local {
+    /// Starts the `kind` of broker, its log going to `logs/`. Ctrl-C while Apache Kafka starts waits
+    /// for it (seconds) and returns it, to be stopped like any other.
+    pub async fn start(
+        kind: LocalBroker,
+        nisshi_bin: Option<&Path>,
+        logs: &Path,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        match kind {
+            LocalBroker::Kafka | LocalBroker::KafkaCluster => {
+                Ok(Self::Kafka(Kafka::start(kind.nodes(), logs, cancel).await?))
+            }
+            LocalBroker::Nisshi => {
+                let bin = find(nisshi_bin)?;
+                println!("starting a local nisshi ({}) ...", bin.display());
+                Ok(Self::Nisshi(
+                    Nisshi::start(&bin, &logs.join("broker.log")).await?,
+                ))
+            }
+        }
+    }
+
+    /// The bootstrap addresses, `127.0.0.1:PORT` each.
+    pub fn brokers(&self) -> Vec<String> {
+        match self {
+            Self::Kafka(k) => k.cluster.bootstrap().split(',').map(String::from).collect(),
+            Self::Nisshi(n) => vec![n.addr().to_string()],
+        }
+    }
+
+    /// What it is, for the title and the log: `local Apache Kafka 4.4.0, 3 nodes`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Kafka(k) if k.nodes == 1 => {
+                format!("local Apache Kafka {}", localkafka::version())
+            }
+            Self::Kafka(k) => format!(
+                "local Apache Kafka {}, {} nodes",
+                localkafka::version(),
+                k.nodes
+            ),
+            Self::Nisshi(_) => "local nisshi".into(),
+        }
+    }
+
+    /// Stops the broker (last, after every client left).
+    pub async fn stop(self) {
+        match self {
+            Self::Kafka(k) => k.stop().await,
+            Self::Nisshi(n) => n.stop().await,
+        }
+    }
+}
+
+/// Apache Kafka on loopback: one node or three, each a broker and a controller.
+pub struct Kafka {
+    cluster: localkafka::Cluster,
+    nodes: usize,
+    /// The demo's `logs/`, where the nodes' logs are copied on stop.
+    logs: PathBuf,
+}
+
+impl Kafka {
+    async fn start(nodes: usize, logs: &Path, cancel: &CancellationToken) -> anyhow::Result<Self> {
+        // Kafka's own defaults otherwise, group.initial.rebalance.delay.ms (3 s) included: the demo
+        // measures what a real group sees. C1 only: a faster start, and the load (200 messages/s) is
+        // far below what it costs.
+        let mut options = localkafka::Options::nodes(nodes);
+        options.quick_start = true;
+        let plural = if nodes == 1 { "" } else { "s" };
+        println!(
+            "starting a local Apache Kafka {} ({nodes} node{plural}, heap {} each) ...",
+            localkafka::version(),
+            options.heap
+        );
+        let started = std::time::Instant::now();
+        let mut starting = tokio::task::spawn_blocking(move || localkafka::Cluster::start(options));
+        let joined = tokio::select! {
+            joined = &mut starting => joined,
+            _ = cancel.cancelled() => {
+                println!("interrupted: stopping Apache Kafka once it has started ...");
+                starting.await
+            }
+        };
+        let cluster = joined
+            .context("the thread starting Apache Kafka")?
+            .context("starting the local Apache Kafka (DEMO_BROKER=nisshi or KAFKA_BROKERS for another broker)")?;
+        let where_logs = if nodes == 1 {
+            format!("{}/node-1/kafka.log", cluster.data_dir().display())
+        } else {
+            format!("{}/node-*/kafka.log", cluster.data_dir().display())
+        };
+        println!(
+            "Apache Kafka ready in {:.1} s at {}; its log: {where_logs} (copied to {} on exit)",
+            started.elapsed().as_secs_f64(),
+            cluster.bootstrap(),
+            logs.display()
+        );
+        Ok(Self {
+            cluster,
+            nodes,
+            logs: logs.to_path_buf(),
+        })
+    }
+
+    /// Stops every node cleanly (all at once), copies their logs to `logs/broker.log` (one node) or
+    /// `logs/broker-<id>.log`, and removes the data.
+    async fn stop(self) {
+        let Self {
+            mut cluster,
+            nodes,
+            logs,
+        } = self;
+        let stopped = tokio::task::spawn_blocking(move || {
+            cluster.stop_all(KAFKA_STOP);
+            for id in cluster.ids() {
+                let name = if nodes == 1 {
+                    "broker.log".to_string()
+                } else {
+                    format!("broker-{id}.log")
+                };
+                let _ = std::fs::write(logs.join(name), cluster.log(id));
+            }
+            cluster.shutdown(Duration::from_secs(5));
+        });
+        let _ = stopped.await;
+    }
+}
 
 /// How long nisshi may take to print `ready in`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running nisshi; killed when dropped (its data is in memory and goes with it).
-pub struct LocalBroker {
+pub struct Nisshi {
     child: Child,
     addr: String,
 }
 
-impl LocalBroker {
+impl Nisshi {
     /// Starts nisshi and waits until it listens. Its output goes to `log`.
     pub async fn start(bin: &Path, log: &Path) -> anyhow::Result<Self> {
         let mut last = None;
@@ -140,9 +294,10 @@ pub fn find(nisshi_bin: Option<&Path>) -> anyhow::Result<PathBuf> {
         .chain(cargo_home.map(|c| c.join("bin").join("nisshi")))
         .find(|p| p.is_file())
         .context(
-            "the local broker `nisshi` was not found. `make demo` installs it (once, about 12 minutes \
-             on 2 cores) with ./scripts/ensure-broker.sh; or set KAFKA_BROKERS=host:port to use an \
-             existing Kafka instead",
+            "DEMO_BROKER=nisshi: the broker `nisshi` was not found. `make demo DEMO_BROKER=nisshi` \
+             installs it (once, about 12 minutes on 2 cores) with ./scripts/ensure-broker.sh; or \
+             leave DEMO_BROKER unset for a local Apache Kafka, or set KAFKA_BROKERS=host:port to use \
+             an existing Kafka",
         )
 }
 

@@ -9,9 +9,12 @@ use runtime::config::HumanDuration;
 /// Settings as read; [`Config::resolve`] applies `QUICK` and fills what depends on other settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Env {
-    /// `KAFKA_BROKERS`: an existing Kafka; unset: a local nisshi on a free loopback port.
+    /// `KAFKA_BROKERS`: an existing Kafka; unset: a local broker of `DEMO_BROKER`'s kind.
     #[serde(default, deserialize_with = "optional_brokers")]
     pub kafka_brokers: Option<Vec<String>>,
+    /// `DEMO_BROKER`: which local broker to start when `KAFKA_BROKERS` is unset.
+    #[serde(default)]
+    pub demo_broker: LocalBroker,
     /// `TOPIC`.
     #[serde(default = "default_topic")]
     pub topic: String,
@@ -21,7 +24,8 @@ pub struct Env {
     /// `PARTITIONS`.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
-    /// `REPLICATION_FACTOR`: default 1 on the local broker, 2 (the seed's) on an existing Kafka.
+    /// `REPLICATION_FACTOR`: default 2 (the seed's) on an existing Kafka or the local 3-node
+    /// cluster, 1 on a local single broker.
     pub replication_factor: Option<i16>,
     /// `PRODUCERS`: producer processes, each sending one message per `PRODUCER_INTERVAL`.
     #[serde(default = "default_producers")]
@@ -57,14 +61,63 @@ pub struct Env {
     pub out_dir: PathBuf,
     /// `BIN_DIR`: where the `producer` and `consumer` binaries are (default: next to this one).
     pub bin_dir: Option<PathBuf>,
-    /// `NISSHI_BIN`: the local broker's binary (default: `nisshi` on PATH, else ~/.cargo/bin).
+    /// `NISSHI_BIN`: with `DEMO_BROKER=nisshi`, its binary (default: `nisshi` on PATH, else
+    /// ~/.cargo/bin).
     pub nisshi_bin: Option<PathBuf>,
+}
+
+/// `DEMO_BROKER`: the broker the demo starts for itself when no `KAFKA_BROKERS` is given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LocalBroker {
+    /// `kafka` (the default): Apache Kafka, one node (broker and controller).
+    #[default]
+    Kafka,
+    /// `kafka-cluster`: Apache Kafka, three nodes, the topic replicated twice as in the seed.
+    KafkaCluster,
+    /// `nisshi`: the nisshi binary, in memory (where it is installed).
+    Nisshi,
+}
+
+impl LocalBroker {
+    /// How many brokers it runs.
+    pub fn nodes(self) -> usize {
+        match self {
+            Self::KafkaCluster => 3,
+            Self::Kafka | Self::Nisshi => 1,
+        }
+    }
+
+    /// As `DEMO_BROKER` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kafka => "kafka",
+            Self::KafkaCluster => "kafka-cluster",
+            Self::Nisshi => "nisshi",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LocalBroker {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "kafka" => Ok(Self::Kafka),
+            "kafka-cluster" => Ok(Self::KafkaCluster),
+            "nisshi" => Ok(Self::Nisshi),
+            _ => Err(de::Error::custom(format_args!(
+                "'{text}' is not a local broker; use kafka (one Apache Kafka node, the default), \
+                 kafka-cluster (three nodes) or nisshi"
+            ))),
+        }
+    }
 }
 
 /// Resolved settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kafka_brokers: Option<Vec<String>>,
+    /// The broker to start when `kafka_brokers` is `None`.
+    pub local: LocalBroker,
     pub topic: String,
     pub group: String,
     pub partitions: i32,
@@ -103,6 +156,21 @@ impl Env {
             return Err("PRODUCER_INTERVAL must be more than 0".into());
         }
         let per_second = f64::from(self.producers) / producer_interval.as_secs_f64();
+        // The seed's 2 where there are brokers enough; a single local broker holds one copy.
+        let replication_factor = match (&self.kafka_brokers, self.replication_factor) {
+            (_, Some(rf)) if rf < 1 => return Err("REPLICATION_FACTOR must be at least 1".into()),
+            (None, Some(rf)) if rf as usize > self.demo_broker.nodes() => {
+                return Err(format!(
+                    "REPLICATION_FACTOR={rf} needs {rf} brokers; the local broker (DEMO_BROKER={}) \
+                     has {}",
+                    self.demo_broker.name(),
+                    self.demo_broker.nodes()
+                ))
+            }
+            (_, Some(rf)) => rf,
+            (Some(_), None) => 2,
+            (None, None) => (self.demo_broker.nodes() as i16).min(2),
+        };
         let group = self.group_id.clone().unwrap_or_else(|| {
             if self.kafka_brokers.is_some() {
                 format!("my-group-demo-{now_secs}")
@@ -112,12 +180,11 @@ impl Env {
         });
         Ok(Config {
             kafka_brokers: self.kafka_brokers.clone(),
+            local: self.demo_broker,
             topic: self.topic.clone(),
             group,
             partitions: self.partitions,
-            replication_factor: self
-                .replication_factor
-                .unwrap_or(if self.kafka_brokers.is_some() { 2 } else { 1 }),
+            replication_factor,
             producers: self.producers,
             consumers: self.consumers,
             process_delay_ms: self.process_delay_ms,
@@ -191,6 +258,33 @@ mod tests {
         assert_eq!(c.phase1, Duration::from_secs(60));
         assert_eq!(c.drained_lag, 400);
         assert!(c.kafka_brokers.is_none());
+        assert_eq!((c.local, c.replication_factor), (LocalBroker::Kafka, 1));
+    }
+
+    #[test]
+    fn the_replication_factor_follows_the_broker_count() {
+        let c = env(&[("DEMO_BROKER", "kafka-cluster")]).expect("cluster");
+        assert_eq!(
+            (c.local, c.replication_factor),
+            (LocalBroker::KafkaCluster, 2)
+        );
+        let c = env(&[
+            ("DEMO_BROKER", "kafka-cluster"),
+            ("REPLICATION_FACTOR", "3"),
+        ])
+        .expect("rf 3");
+        assert_eq!(c.replication_factor, 3);
+        let c = env(&[("DEMO_BROKER", "nisshi")]).expect("nisshi");
+        assert_eq!((c.local, c.replication_factor), (LocalBroker::Nisshi, 1));
+        let c = env(&[("KAFKA_BROKERS", "k:9092")]).expect("existing");
+        assert_eq!(c.replication_factor, 2);
+        let err = env(&[("REPLICATION_FACTOR", "2")]).expect_err("rf 2 on one node");
+        assert!(
+            err.contains("REPLICATION_FACTOR") && err.contains("DEMO_BROKER=kafka"),
+            "{err}"
+        );
+        let err = env(&[("REPLICATION_FACTOR", "0")]).expect_err("rf 0");
+        assert!(err.contains("REPLICATION_FACTOR"), "{err}");
     }
 
     #[test]
@@ -220,5 +314,10 @@ mod tests {
         assert!(err.contains("PRODUCERS"), "{err}");
         let err = env(&[("CONSUMERS", "0")]).expect_err("no consumers");
         assert!(err.contains("CONSUMERS"), "{err}");
+        let err = env(&[("DEMO_BROKER", "redpanda")]).expect_err("bad broker");
+        assert!(
+            err.contains("DEMO_BROKER") && err.contains("kafka-cluster"),
+            "{err}"
+        );
     }
 }

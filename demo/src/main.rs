@@ -4,9 +4,10 @@
 //!
 //! # Layout
 //! - [`config`]: the settings and their defaults.
-//! - [`broker`]: the local nisshi when no `KAFKA_BROKERS` is given.
+//! - [`broker`]: the local broker when no `KAFKA_BROKERS` is given: Apache Kafka (one node or
+//!   three) or nisshi.
 //! - [`fleet`]: the real `producer` and `consumer` binaries as processes, like pods.
-//! - [`sample`]: one sample: offsets from the brokers, owners from the consumers' metrics.
+//! - [`sample`]: one sample: offsets from the brokers, owners from the broker or the consumers' metrics.
 //! - [`series`]: the rows, their CSV, the summary.
 //! - [`view`]: the live terminal view.
 //! - [`chart`]: the SVG and PNG chart.
@@ -111,45 +112,18 @@ async fn run(config: &Config, cancel: &CancellationToken) -> anyhow::Result<Outc
 
     let local = match &config.kafka_brokers {
         Some(_) => None,
-        None => {
-            let bin = broker::find(config.nisshi_bin.as_deref())?;
-            println!("starting a local broker ({}) ...", bin.display());
-            Some(broker::LocalBroker::start(&bin, &logs.join("broker.log")).await?)
-        }
+        None => Some(
+            broker::Local::start(config.local, config.nisshi_bin.as_deref(), &logs, cancel).await?,
+        ),
     };
-    let brokers: Vec<String> = match (&config.kafka_brokers, &local) {
-        (Some(b), _) => b.clone(),
-        (None, Some(l)) => vec![l.addr().to_string()],
+    let (brokers, where_) = match (&config.kafka_brokers, &local) {
+        (Some(b), _) => (b.clone(), b.join(",")),
+        (None, Some(l)) => (
+            l.brokers(),
+            format!("{} ({})", l.brokers().join(","), l.describe()),
+        ),
         (None, None) => anyhow::bail!("no broker"),
     };
-    let where_ = match &local {
-        Some(l) => format!("{} (local nisshi)", l.addr()),
-        None => brokers.join(","),
-    };
-    println!("broker {where_}; creating topic {} ...", config.topic);
-    let topic = admin::create_topic::Config {
-        kafka_brokers: brokers.clone(),
-        topic: config.topic.clone(),
-        client_id: "demo-admin".into(),
-        partitions: config.partitions,
-        replication_factor: config.replication_factor,
-        admin_timeout: runtime::config::HumanDuration(Duration::from_secs(60)),
-    };
-    admin::create_topic::run(&topic, cancel)
-        .await
-        .context("creating the topic")?;
-    let reader = admin::lag::Reader::connect(
-        &admin::lag::Env {
-            kafka_brokers: brokers.clone(),
-            client_id: "demo-lag".into(),
-            topic: config.topic.clone(),
-        },
-        cancel,
-    )
-    .await
-    .context("connecting the lag reader")?;
-    let mut sampler = sample::Sampler::new(reader, &config.group, &config.topic, config.window);
-
     let mut fleet = fleet::Fleet::new(fleet::Common {
         brokers: brokers.join(","),
         topic: config.topic.clone(),
@@ -157,40 +131,34 @@ async fn run(config: &Config, cancel: &CancellationToken) -> anyhow::Result<Outc
         logs: logs.clone(),
         bin_dir: config.bin_dir.clone(),
     });
-    let consumer_env = [
-        ("PROCESS_DELAY_MS", config.process_delay_ms.to_string()),
-        ("AUTO_OFFSET_RESET", "earliest".to_string()),
-        (
-            "AUTO_COMMIT_INTERVAL",
-            format!("{}ms", config.auto_commit_interval.as_millis()),
-        ),
-    ];
-    println!(
-        "starting {} producers and 1 consumer (group {}) ...",
-        config.producers, config.group
-    );
-    let started = Instant::now();
-    let outcome = experiment(
-        config,
-        cancel,
-        &mut fleet,
-        &mut sampler,
-        &consumer_env,
-        &where_,
-        live,
-        started,
-    )
-    .await;
+    let outcome = match prepare(config, cancel, &brokers, &where_).await {
+        Ok(mut sampler) => {
+            experiment(config, cancel, &mut fleet, &mut sampler, &where_, live).await
+        }
+        // Ctrl-C before the first producer: nothing to sample, the (empty) files are still written.
+        Err(_) if cancel.is_cancelled() => {
+            std::fs::write(
+                config.out_dir.join("lag.csv"),
+                format!("{}\n", series::csv_header(config.partitions as usize)),
+            )
+            .context("writing lag.csv")?;
+            Ok((Vec::new(), Progress::default(), Outcome::Interrupted))
+        }
+        Err(err) => Err(err),
+    };
 
-    println!(
-        "stopping {} producers and the consumers (SIGTERM) ...",
-        config.producers
-    );
+    if !fleet.consumers.is_empty() || fleet.running_producers() > 0 {
+        println!(
+            "stopping {} producers and the consumers (SIGTERM) ...",
+            config.producers
+        );
+    }
     let killed = fleet.stop(GRACE).await;
     if killed > 0 {
         println!("{killed} processes did not stop within {GRACE:?} and were killed");
     }
     if let Some(local) = local {
+        println!("stopping the {} ...", local.describe());
         local.stop().await;
     }
     let (rows, mut progress, outcome) = outcome?;
@@ -232,18 +200,65 @@ async fn run(config: &Config, cancel: &CancellationToken) -> anyhow::Result<Outc
     Ok(outcome)
 }
 
+/// Creates the topic, connects the lag reader and waits until the group's coordinator answers.
+async fn prepare(
+    config: &Config,
+    cancel: &CancellationToken,
+    brokers: &[String],
+    where_: &str,
+) -> anyhow::Result<sample::Sampler> {
+    println!("broker {where_}; creating topic {} ...", config.topic);
+    let topic = admin::create_topic::Config {
+        kafka_brokers: brokers.to_vec(),
+        topic: config.topic.clone(),
+        client_id: "demo-admin".into(),
+        partitions: config.partitions,
+        replication_factor: config.replication_factor,
+        admin_timeout: runtime::config::HumanDuration(Duration::from_secs(60)),
+    };
+    admin::create_topic::run(&topic, cancel)
+        .await
+        .context("creating the topic")?;
+    let reader = admin::lag::Reader::connect(
+        &admin::lag::Env {
+            kafka_brokers: brokers.to_vec(),
+            client_id: "demo-lag".into(),
+            topic: config.topic.clone(),
+        },
+        cancel,
+    )
+    .await
+    .context("connecting the lag reader")?;
+    let mut sampler = sample::Sampler::new(reader, &config.group, &config.topic, config.window);
+    tokio::select! {
+        ready = sampler.warm_up(Duration::from_secs(60)) => ready?,
+        _ = cancel.cancelled() => anyhow::bail!("cancelled"),
+    }
+    Ok(sampler)
+}
+
 /// Phases 1 and 2, sampling every `sample_interval`; returns the rows even when cut short.
-#[allow(clippy::too_many_arguments)]
 async fn experiment(
     config: &Config,
     cancel: &CancellationToken,
     fleet: &mut fleet::Fleet,
     sampler: &mut sample::Sampler,
-    consumer_env: &[(&str, String)],
     where_: &str,
     live: bool,
-    started: Instant,
 ) -> anyhow::Result<(Vec<Row>, Progress, Outcome)> {
+    let consumer_env = &[
+        ("PROCESS_DELAY_MS", config.process_delay_ms.to_string()),
+        ("AUTO_OFFSET_RESET", "earliest".to_string()),
+        (
+            "AUTO_COMMIT_INTERVAL",
+            format!("{}ms", config.auto_commit_interval.as_millis()),
+        ),
+    ];
+    println!(
+        "starting {} producers and 1 consumer (group {}) ...",
+        config.producers, config.group
+    );
+    let started = Instant::now();
     let mut rows = Vec::new();
     let mut progress = Progress::default();
     let mut csv = std::io::BufWriter::new(

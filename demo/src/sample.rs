@@ -1,5 +1,7 @@
 //! One sample of the experiment: offsets from the brokers (through `admin lag`'s reader), owners from
-//! the consumers' own metrics (nisshi's DescribeGroups leaves members' assignments empty).
+//! the broker's DescribeGroups where it gives them (Apache Kafka does while the group is stable), else
+//! from the consumers' own metrics (during a rebalance, and always on nisshi, whose DescribeGroups
+//! leaves members' assignments empty). The live view's owner list is always the metrics'.
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
@@ -43,6 +45,33 @@ impl Sampler {
             history: History::new(window.as_secs_f64()),
             base: None,
             recent: VecDeque::new(),
+        }
+    }
+
+    /// Reads until the brokers answer for the group, recording nothing, within `timeout`. A fresh
+    /// Apache Kafka creates `__consumer_offsets` on the first coordinator lookup and answers
+    /// NotCoordinator for a second or two while it loads: waited out here, before the first
+    /// producer, it shows in neither the samples nor the first consumer's start.
+    pub async fn warm_up(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut told = false;
+        loop {
+            match self.reader.sample(&self.opts).await {
+                Ok(_) => return Ok(()),
+                Err(err) if tokio::time::Instant::now() >= deadline => {
+                    return Err(anyhow::Error::new(err).context(format!(
+                        "the brokers did not answer for group {} within {timeout:?}",
+                        self.opts.group
+                    )));
+                }
+                Err(err) => {
+                    if !told {
+                        println!("waiting for the group coordinator ({err}) ...");
+                        told = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
         }
     }
 

@@ -93,8 +93,10 @@ fn assert_chart_files(out: &Path) {
     assert_eq!(doc.root_element().tag_name().name(), "svg");
 }
 
-/// Processes whose environment says they belong to this run (the demo's children), but the demo.
-fn children_of_run(topic: &str, demo_pid: u32) -> Vec<u32> {
+/// Processes whose environment says they belong to this run (the demo's children, and the local
+/// Kafka's shell and JVM, which inherit the demo's environment), but the demo, each with its command
+/// line.
+fn children_of_run(topic: &str, demo_pid: u32) -> Vec<(u32, String)> {
     let needle = format!("TOPIC={topic}");
     std::fs::read_dir("/proc")
         .map(|entries| {
@@ -106,6 +108,10 @@ fn children_of_run(topic: &str, demo_pid: u32) -> Vec<u32> {
                         .map(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
                         .unwrap_or(false)
                 })
+                .map(|pid| {
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    (pid, String::from_utf8_lossy(&cmdline).replace('\0', " "))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -114,7 +120,7 @@ fn children_of_run(topic: &str, demo_pid: u32) -> Vec<u32> {
 #[test]
 fn lag_rises_with_one_consumer_and_falls_after_the_scale_up() {
     let _turn = heavy();
-    let broker = Broker::start_with(&["--group-initial-rebalance-delay", "1s"]);
+    let broker = Broker::shared();
     let (addr, topic, out, bins) = (
         broker.addr(),
         unique("demo"),
@@ -171,23 +177,30 @@ fn lag_rises_with_one_consumer_and_falls_after_the_scale_up() {
 }
 
 #[test]
-fn ctrl_c_stops_every_child_and_the_local_broker_and_still_writes_the_files() {
+fn ctrl_c_stops_every_child_and_the_local_kafka_and_still_writes_the_files() {
     let _turn = heavy();
     let (topic, out, bins) = (unique("demo-int"), out_dir("demo-int"), bin_dir());
-    let (out_s, nisshi) = (out.display().to_string(), testkit::nisshi_binary());
-    let nisshi = nisshi.display().to_string();
-    // No KAFKA_BROKERS: the demo starts its own nisshi, which inherits TOPIC like the clients.
+    let out_s = out.display().to_string();
+    // The environment is cleared but for PATH: say where the jars are (found here through HOME).
+    let jars = testkit::localkafka::jars::dir().display().to_string();
+    let java_home = std::env::var("JAVA_HOME").unwrap_or_default();
+    // No KAFKA_BROKERS: the demo starts its own Apache Kafka (DEMO_BROKER's default), whose shell
+    // and JVM inherit TOPIC like the clients.
     let mut env: Vec<_> = settings("", &topic, &out_s, &bins)
         .into_iter()
         .filter(|(k, _)| *k != "KAFKA_BROKERS")
         .collect();
-    env.extend([("NISSHI_BIN", nisshi.as_str()), ("PHASE1", "120s")]);
+    env.extend([("KAFKA_LIBS", jars.as_str()), ("PHASE1", "120s")]);
+    if !java_home.is_empty() {
+        env.push(("JAVA_HOME", java_home.as_str()));
+    }
     let mut demo = Spawned::start("demo", DEMO, &env);
     let pid = demo.pid();
-    // In phase 1 with samples taken and every child running.
+    // In phase 1 with samples taken and every child running. A cold JVM on 2 busy cores takes a
+    // while: the bound is generous, the demo's own broker wait is 90 s.
     wait_for(
         "three samples",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         Duration::from_millis(200),
         || {
             let text = std::fs::read_to_string(out.join("lag.csv")).unwrap_or_default();
@@ -195,18 +208,24 @@ fn ctrl_c_stops_every_child_and_the_local_broker_and_still_writes_the_files() {
         },
     );
     let children = children_of_run(&topic, pid);
+    let count = |what: &str| children.iter().filter(|(_, c)| c.contains(what)).count();
     assert_eq!(
-        children.len(),
-        22,
-        "nisshi, 20 producers and 1 consumer: {children:?}"
+        (count("kafka.Kafka"), count("/producer"), count("/consumer")),
+        (2, 20, 1),
+        "the node's shell and JVM (both name kafka.Kafka), 20 producers and 1 consumer: {children:#?}"
     );
+    assert_eq!(children.len(), 23, "{children:#?}");
     assert!(
-        demo.stdout().iter().any(|l| l.contains("(local nisshi)")),
+        demo.stdout()
+            .iter()
+            .any(|l| l.contains("(local Apache Kafka 4.")),
         "{:?}",
         demo.stdout()
     );
+    let started = std::time::Instant::now();
     testkit::sigint(pid);
-    let code = demo.wait(Duration::from_secs(40));
+    // The clients' grace (25 s at most) plus the node's controlled shutdown (seconds).
+    let code = demo.wait(Duration::from_secs(60));
     assert_eq!(
         code,
         Some(130),
@@ -217,9 +236,16 @@ fn ctrl_c_stops_every_child_and_the_local_broker_and_still_writes_the_files() {
     let left = children_of_run(&topic, pid);
     assert!(
         left.is_empty(),
-        "processes still running after Ctrl-C: {left:?}"
+        "processes still running after Ctrl-C: {left:#?}"
     );
+    eprintln!("Ctrl-C to exit: {:.1} s", started.elapsed().as_secs_f64());
     assert!(read_csv(&out.join("lag.csv")).len() >= 3);
     assert_chart_files(&out);
+    assert!(out.join("summary.txt").is_file());
+    // The node's log, copied before its temporary data directory went.
+    assert!(
+        out.join("logs").join("broker.log").is_file(),
+        "no logs/broker.log"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }

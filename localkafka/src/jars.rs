@@ -72,8 +72,9 @@ pub fn classpath() -> Result<String, Error> {
 
 /// Whether `dir` holds the broker jar of the pinned version.
 fn complete(dir: &Path) -> bool {
-    dir.join(format!("kafka_2.13-{}.jar", version())).is_file()
-        && dir.join(format!("kafka-tools-{}.jar", version())).is_file()
+    let v = version();
+    dir.join(format!("kafka_2.13-{v}.jar")).is_file()
+        && dir.join(format!("kafka-tools-{v}.jar")).is_file()
 }
 
 /// `$JAVA_HOME/bin/java` when `JAVA_HOME` is set, else `java` from `PATH`.

@@ -29,8 +29,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The pinned Apache Kafka release, read from `localkafka/pom.xml` (the one place it is written).
-pub fn version() -> &'static str {
+/// The pinned Apache Kafka release, read from `localkafka/pom.xml` (the one place it is written):
+/// what `k8s/` deploys and every figure in the README was taken on.
+pub fn pinned() -> &'static str {
     const POM: &str = include_str!("../pom.xml");
     // The property's first use is its definition: `<kafka.version>X</kafka.version>`.
     POM.split("<kafka.version>")
@@ -38,6 +39,15 @@ pub fn version() -> &'static str {
         .and_then(|rest| rest.split("</kafka.version>").next())
         .map(str::trim)
         .unwrap_or("unknown")
+}
+
+/// The release to run: `KAFKA_VERSION` if set (e.g. `3.9.2`, to run the classic-protocol tests on
+/// the 3.x line many clusters still run), else [`pinned`].
+pub fn version() -> String {
+    std::env::var("KAFKA_VERSION")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| pinned().to_string())
 }
 
 /// What went wrong starting or driving a node.
@@ -717,8 +727,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_comes_from_the_pom() {
-        let v = version();
+    fn the_pinned_version_comes_from_the_pom() {
+        let v = pinned();
         assert!(v.starts_with("4."), "{v}");
         assert_eq!(v.split('.').count(), 3, "{v}");
     }

@@ -125,44 +125,42 @@ fn waits_for_a_broker_that_starts_late_and_a_topic_created_later() {
     let port = testkit::closed_port();
     let addr = format!("127.0.0.1:{port}");
     let topic = unique("late");
-    let mut child = Command::new(PRODUCER)
-        .env_clear()
-        .envs([
+    let mut producer = testkit::Spawned::start(
+        "late",
+        PRODUCER,
+        &[
             ("KAFKA_BROKERS", addr.as_str()),
             ("TOPIC", topic.as_str()),
             ("PRODUCER_ID", "late"),
             ("INTERVAL", "20ms"),
             ("MESSAGE_COUNT", "10"),
             ("METRICS_ADDR", "127.0.0.1:0"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn producer");
+        ],
+    );
     std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        child.try_wait().expect("try_wait").is_none(),
-        "producer must keep waiting for Kafka"
-    );
+    assert!(producer.running(), "producer must keep waiting for Kafka");
 
+    // A JVM broker takes seconds to start and the producer's retries back off meanwhile: wait for it
+    // to have connected and found no topic, rather than for a fixed time.
     let broker = Broker::start_on(port);
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(
-        child.try_wait().expect("try_wait").is_none(),
-        "producer must wait for the topic"
-    );
-    testkit::create_topic(&broker.addr(), &topic, 3);
-
-    let status = wait_for(
-        "the producer to finish",
+    wait_for(
+        "the producer to connect and find no topic",
         Duration::from_secs(60),
         Duration::from_millis(50),
-        || child.try_wait().expect("try_wait"),
+        || {
+            producer
+                .stderr()
+                .contains("topic does not exist yet")
+                .then_some(())
+        },
     );
-    let stderr = std::io::read_to_string(child.stderr.take().expect("stderr")).expect("stderr");
-    assert!(status.success(), "{stderr}");
+    assert!(producer.running(), "producer must wait for the topic");
+    testkit::create_topic(&broker.addr(), &topic, 3);
+
+    let status = producer.wait(Duration::from_secs(60));
+    let stderr = producer.stderr();
+    assert_eq!(status, Some(0), "{stderr}");
     assert!(stderr.contains("Kafka is not reachable yet"), "{stderr}");
-    assert!(stderr.contains("topic does not exist yet"), "{stderr}");
     let records = read_back(&broker, &topic, 10, "kafka-python");
     let mut seqs: Vec<_> = records.iter().map(|r| seq_of(&r.value)).collect();
     seqs.sort_unstable();

@@ -11,7 +11,10 @@ pub fn group_member() -> Command {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target"));
-    let classpath = jars::compile(&[source], &target.join("java").join("group-member"))
+    let out = target
+        .join("java")
+        .join(format!("group-member-{}", localkafka::version()));
+    let classpath = jars::compile(&[source], &out)
         .unwrap_or_else(|e| panic!("compiling the Java group member: {e}"));
     let mut cmd = jars::java(&classpath);
     // Short-lived JVMs: C1 alone starts them faster; a small heap leaves room for the brokers.

@@ -24,7 +24,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.stream.Collectors;
-import org.apache.kafka.clients.consumer.CloseOptions;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
@@ -134,7 +133,8 @@ public final class GroupMember {
             // SIGTERM or SIGINT: fall through to close.
         } finally {
             out.flush();
-            consumer.close(CloseOptions.timeout(Duration.ofSeconds(10)));
+            // close(Duration): deprecated in 4.x for CloseOptions, which 3.9 lacks.
+            consumer.close(Duration.ofSeconds(10));
         }
     }
 
