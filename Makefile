@@ -31,6 +31,15 @@ test: deps lint ## lint, then unit and integration tests on Apache Kafka (TEST_B
 	./scripts/check-manifests.sh
 	$${PYTHON:-python3} -m unittest discover -s tests/k8s -v
 
+# The 3.x line many clusters still run: the group, interop, failover and lag tests on its newest release.
+KAFKA_3 ?= 3.9.2
+
+.PHONY: test-kafka3
+test-kafka3: ## the classic-protocol real-broker tests on Apache Kafka 3.9 (KAFKA_3=3.9.2)
+	@KAFKA_VERSION=$(KAFKA_3) ./scripts/ensure-kafka.sh >/dev/null
+	KAFKA_VERSION=$(KAFKA_3) cargo test --locked -p consumer -p admin \
+	  --test interop --test basics --test scaling --test failover --test lag
+
 .PHONY: build
 build: ## static (musl) release binaries in target/x86_64-unknown-linux-musl/release
 	@rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)

@@ -11,9 +11,10 @@
 //! - [`probe`]: the readiness check, a Metadata request that lists the unfenced brokers.
 //!
 //! # Lifetimes
-//! Each node's JVM runs under a small `sh` that holds a pipe from this process: when the pipe closes
-//! (this process exits, is killed, or drops the [`Cluster`]), the shell stops the JVM. A test that
-//! panics or is killed therefore never leaves a broker behind, even one kept in a `static`.
+//! Each node's JVM runs under a small `sh` that holds a pipe from this process. A deliberate stop
+//! writes `stop` on it; when the pipe closes without one (this process exited or was killed), the
+//! shell stops the JVM and removes a temporary node's data. A test that panics or is killed therefore
+//! never leaves a broker or its files behind, even one kept in a `static`.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -22,6 +23,7 @@ pub mod probe;
 
 use std::{
     fs,
+    io::Write as _,
     net::TcpListener,
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
@@ -240,6 +242,11 @@ impl Cluster {
             options: options.clone(),
         };
         cluster.format()?;
+        if cluster.ephemeral {
+            // Nothing reformats a temporary cluster: without this file its directory can be removed
+            // by the last node's shell (see `launch`).
+            let _ = fs::remove_file(cluster.dir.join("cluster.id"));
+        }
         for i in 0..cluster.nodes.len() {
             cluster.launch(i)?;
         }
@@ -395,7 +402,8 @@ impl Cluster {
     pub fn stop_all(&mut self, timeout: Duration) {
         let mut stopping = Vec::new();
         for i in 0..self.nodes.len() {
-            if let Some((child, stdin)) = self.nodes[i].running.take() {
+            if let Some((child, mut stdin)) = self.nodes[i].running.take() {
+                let _ = stdin.write_all(b"stop\n");
                 drop(stdin);
                 stopping.push((i, child));
             }
@@ -516,20 +524,39 @@ impl Cluster {
         }
         jvm.extend(jars::QUIET.iter().map(|s| s.to_string()));
         // The shell runs the JVM in the background, records its pid, and stops it (SIGTERM, a
-        // controlled shutdown) once its stdin, our pipe, reaches end of file.
-        const WRAPPER: &str = r#"pid_file="$1"; shift
+        // controlled shutdown) when its stdin, our pipe, says `stop` or reaches end of file. End of
+        // file without `stop` means the owner is gone: a temporary node's data goes too.
+        const WRAPPER: &str = r#"pid_file="$1"; wipe="$2"; shift 2
 "$@" </dev/null &
 pid=$!
 echo "$pid" > "$pid_file"
 trap '' INT
-while read -r _; do :; done
+keep=
+while read -r line; do
+  if [ "$line" = stop ]; then keep=1; break; fi
+done
 kill -TERM "$pid" 2>/dev/null
-wait "$pid""#;
+wait "$pid"
+status=$?
+if [ -z "$keep" ] && [ -n "$wipe" ]; then
+  rm -rf "$wipe"
+  rmdir "$(dirname "$wipe")" 2>/dev/null
+fi
+exit $status"#;
+        let wipe = if self.ephemeral {
+            node.config
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(WRAPPER)
             .arg("localkafka-node")
             .arg(&node.pid_file)
+            .arg(&wipe)
             .arg(jars::java_binary())
             .args(&jvm)
             .arg("-cp")
@@ -556,7 +583,9 @@ wait "$pid""#;
         let Some((mut child, stdin)) = self.nodes[i].running.take() else {
             return;
         };
-        // Closing the pipe is the stop signal: the shell sends SIGTERM and waits for the JVM.
+        // `stop`, then end of file: the shell sends SIGTERM, waits for the JVM and keeps the data.
+        let mut stdin = stdin;
+        let _ = stdin.write_all(b"stop\n");
         drop(stdin);
         let deadline = Instant::now() + timeout;
         loop {
