@@ -75,7 +75,7 @@ bench-build: deps build
 	cargo build --release --locked --manifest-path bench/Cargo.toml
 
 .PHONY: bench
-bench: bench-build ## ours vs kafka-python, confluent-kafka, rust-rdkafka; writes BENCHMARKS.md (about 10 min)
+bench: bench-build ## ours vs the Java client, rust-rdkafka, confluent-kafka, kafka-python on Apache Kafka; writes BENCHMARKS.md (about 11 min)
 	bench/target/release/bench
 
 .PHONY: bench-smoke

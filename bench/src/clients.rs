@@ -1,5 +1,5 @@
-//! The four clients compared, how to start each as a producer or a consumer, and how to read what
-//! each says (first acknowledgement, assignment changes).
+//! The clients compared, how to start each as a producer or a consumer, and how to read what each
+//! says (first acknowledgement, assignment changes). The Java client is measured as a consumer only.
 
 use std::{
     path::{Path, PathBuf},
@@ -17,14 +17,24 @@ pub enum Kind {
     ConfluentKafka,
     /// kafka-python, the seed's client, bench/peers/*.py.
     KafkaPython,
+    /// Apache Kafka's Java client (kafka-clients of the pinned release), tests/java/GroupMember.java
+    /// with `--output seed --defaults`: a consumer only.
+    Java,
 }
 
-pub const ALL: [Kind; 4] = [
+pub const ALL: [Kind; 5] = [
     Kind::Ours,
     Kind::RustRdkafka,
+    Kind::Java,
     Kind::ConfluentKafka,
     Kind::KafkaPython,
 ];
+
+/// `Java (kafka-clients <version>)`, the version the jars are pinned to.
+fn java_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| format!("Java (kafka-clients {})", localkafka::version()))
+}
 
 impl Kind {
     pub fn name(self) -> &'static str {
@@ -33,7 +43,13 @@ impl Kind {
             Kind::RustRdkafka => "rust-rdkafka",
             Kind::ConfluentKafka => "confluent-kafka",
             Kind::KafkaPython => "kafka-python",
+            Kind::Java => java_name(),
         }
+    }
+
+    /// Whether the client has a producer peer (every one but the Java client).
+    pub fn has_producer(self) -> bool {
+        self != Kind::Java
     }
 
     fn py_client(self) -> &'static str {
@@ -59,6 +75,8 @@ pub struct Paths {
     pub py: PathBuf,
     /// The Python interpreter.
     pub python: String,
+    /// The classpath of the compiled GroupMember and the cached jars, when the Java client runs.
+    pub java_classpath: Option<String>,
 }
 
 impl Paths {
@@ -100,6 +118,7 @@ impl Paths {
                     .args(["--topic", topic, "--id", id]);
                 c
             }
+            Kind::Java => unreachable!("the Java client has no producer peer (Kind::has_producer)"),
         }
     }
 
@@ -129,6 +148,25 @@ impl Paths {
                 let mut c = self.python_cmd(&self.py.join("consumer.py"));
                 c.args(["--client", kind.py_client(), "--brokers", broker])
                     .args(["--topic", topic, "--group", group]);
+                c
+            }
+            Kind::Java => {
+                let classpath = self.java_classpath.as_deref().unwrap_or("");
+                let mut c = localkafka::jars::java(classpath);
+                c.env_clear();
+                for var in ["PATH", "HOME", "JAVA_HOME"] {
+                    if let Some(v) = std::env::var_os(var) {
+                        c.env(var, v);
+                    }
+                }
+                // The JVM's defaults (full JIT, G1, heap a quarter of the RAM) unless
+                // `BENCH_JAVA_OPTS` says otherwise, e.g. `-Xmx256m`.
+                if let Ok(opts) = std::env::var("BENCH_JAVA_OPTS") {
+                    c.args(opts.split_whitespace());
+                }
+                c.arg("GroupMember")
+                    .args(["--brokers", broker, "--group", group, "--topic", topic])
+                    .args(["--output", "seed", "--defaults", "--seconds", "900"]);
                 c
             }
         }
@@ -207,5 +245,7 @@ mod tests {
         assert_eq!(assignment(Kind::KafkaPython, "assigned 9"), Some(9));
         assert_eq!(assignment(Kind::RustRdkafka, "revoked"), Some(0));
         assert_eq!(assignment(Kind::RustRdkafka, "consumer error: x"), None);
+        assert_eq!(assignment(Kind::Java, "assigned 1"), Some(1));
+        assert_eq!(assignment(Kind::Java, "revoked"), Some(0));
     }
 }

@@ -1,12 +1,10 @@
-//! The broker (nisshi, in memory, on a free loopback port) and what the harness itself does on it
-//! with rskafka: create topics, pre-fill seed-shaped messages, read high watermarks, and the
-//! fetch-only ceiling.
+//! The broker (Apache Kafka, one local KRaft node on a free loopback port, started by `localkafka`
+//! from the pinned release's cached jars) and what the harness itself does on it with rskafka:
+//! create topics, pre-fill seed-shaped messages, read high watermarks, and the fetch-only ceiling.
 
 use std::{
     fs,
-    net::TcpListener,
     path::{Path, PathBuf},
-    process::Command,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -20,105 +18,85 @@ use rskafka::{
     record::Record,
 };
 
-use crate::procs::Proc;
+/// The broker JVM's maximum heap: a 1M-message drain (about 100 MB of log) is served from the page
+/// cache, not the heap, but 200 producers' connections and the fetch responses want room.
+pub const HEAP: &str = "1g";
 
-/// A running broker; stopped when dropped.
+/// A running single-node Apache Kafka; stopped (and its temporary data removed) when dropped, after
+/// its log is copied to `kafka.log` in the run directory.
 pub struct Broker {
-    _proc: Proc,
+    cluster: localkafka::Cluster,
+    log: PathBuf,
     pub addr: String,
+    /// What ran, for the report: release, mode, JVM, heap, the properties set beyond Kafka's defaults.
     pub version: String,
 }
 
-/// `NISSHI_BIN`, else `nisshi` on PATH, else ~/.cargo/bin/nisshi.
-pub fn nisshi_bin() -> Result<PathBuf> {
-    if let Some(b) = std::env::var_os("NISSHI_BIN") {
-        return Ok(b.into());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("nisshi"))
-        .chain([home.join(".cargo/bin/nisshi")])
-        .find(|p| p.is_file())
-        .context("nisshi not found: run scripts/ensure-broker.sh (make broker)")
-}
-
 impl Broker {
+    /// Starts the node with full JIT (not `quick_start`, which is C1 only) and [`HEAP`]; every
+    /// broker setting is Kafka's default except `localkafka`'s single-node ones (internal topics at
+    /// replication factor 1, no auto-created topics) and `BENCH_BROKER_PROPS` (`key=value` pairs
+    /// separated by spaces, e.g. `group.initial.rebalance.delay.ms=0`).
     pub fn start(log_dir: &Path) -> Result<Self> {
-        let bin = nisshi_bin()?;
-        let version = Command::new(&bin)
-            .arg("--version")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut cmd = Command::new(&bin);
-        cmd.args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://nisshi/"])
-        // Not `info`: nisshi 0.8 logs tracing spans of every response at info (about 7 MB/s with four
-        // 1 Hz producers), which slows the broker itself. `ready in` is printed regardless.
-        .env("RUST_LOG", "warn");
-        // `BENCH_BROKER_ARGS`: extra broker flags, e.g. `--group-initial-rebalance-delay 0s`.
-        if let Ok(extra) = std::env::var("BENCH_BROKER_ARGS") {
-            cmd.args(extra.split_whitespace());
+        let mut options = localkafka::Options::nodes(1);
+        options.heap = HEAP.into();
+        options.quick_start = false;
+        let mut extra = Vec::new();
+        if let Ok(props) = std::env::var("BENCH_BROKER_PROPS") {
+            for kv in props.split_whitespace() {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("BENCH_BROKER_PROPS: {kv:?} is not key=value"))?;
+                options = options.property(k, v);
+                extra.push(format!("{k}={v}"));
+            }
         }
-        // Its output goes through a pipe read on a thread that keeps only the last lines (into
-        // `nisshi.tail.log` when the harness ends): with 200 librdkafka or kafka-python clients the
-        // broker can log gigabytes a minute, which once filled the disk when sent to a file.
-        let mut proc = Proc::spawn(
-            "nisshi",
-            cmd,
-            crate::procs::Out::Pipe,
-            crate::procs::Out::Pipe,
-        )?;
-        let (out, err) = (
-            proc.take_stdout().context("nisshi stdout")?,
-            proc.take_stderr().context("nisshi stderr")?,
+        let cluster = localkafka::Cluster::start(options).context("starting Apache Kafka")?;
+        let java = java_version();
+        let version = format!(
+            "Apache Kafka {} (one KRaft node, broker and controller; log on local disk; JVM {java}, \
+             -Xmx{HEAP} -XX:+UseG1GC, full JIT; broker defaults{})",
+            localkafka::version(),
+            if extra.is_empty() {
+                String::new()
+            } else {
+                format!(" except {}", extra.join(", "))
+            }
         );
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let tail_path = log_dir.join("nisshi.tail.log");
-        for (pipe, tx) in [
-            (
-                Box::new(out) as Box<dyn std::io::Read + Send>,
-                ready_tx.clone(),
-            ),
-            (Box::new(err), ready_tx),
-        ] {
-            let tail_path = tail_path.clone();
-            std::thread::spawn(move || {
-                use std::io::BufRead;
-                let mut tail = std::collections::VecDeque::new();
-                for line in std::io::BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if line.contains("ready in") {
-                        let _ = tx.send(());
-                    }
-                    tail.push_back(line);
-                    if tail.len() > 200 {
-                        tail.pop_front();
-                    }
-                }
-                let _ = fs::write(&tail_path, Vec::from(tail).join("\n"));
-            });
-        }
-        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            bail!("nisshi did not print `ready in` within 60 s");
-        }
         Ok(Self {
-            _proc: proc,
-            addr: format!("127.0.0.1:{port}"),
+            addr: cluster.addr(),
+            cluster,
+            log: log_dir.join("kafka.log"),
             version,
         })
     }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.log, self.cluster.log(1));
+        self.cluster.shutdown(Duration::from_secs(30));
+    }
+}
+
+/// The JVM's version as `java -version` prints it (e.g. `OpenJDK 17.0.15`).
+pub fn java_version() -> String {
+    let out = std::process::Command::new(localkafka::jars::java_binary())
+        .arg("-version")
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
+        .unwrap_or_default();
+    // `openjdk version "17.0.15" 2025-04-15`
+    let first = text.lines().next().unwrap_or("?");
+    let vendor = first.split_whitespace().next().unwrap_or("java");
+    let version = first.split('"').nth(1).unwrap_or("?");
+    let vendor = if vendor == "openjdk" {
+        "OpenJDK"
+    } else {
+        vendor
+    };
+    format!("{vendor} {version}")
 }
 
 pub async fn client(addr: &str) -> Result<Client> {

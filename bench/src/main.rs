@@ -1,5 +1,6 @@
-//! `make bench`: our producer and consumer against kafka-python, confluent-kafka and rust-rdkafka on
-//! one local broker, in one run; writes the tables into BENCHMARKS.md.
+//! `make bench`: our producer and consumer against kafka-python, confluent-kafka and rust-rdkafka (and
+//! our consumer against Apache Kafka's Java client) on one local Apache Kafka node, in one run;
+//! writes the tables into BENCHMARKS.md.
 //!
 //! Layout:
 //! - [`procs`]: child processes (always stopped, also on Ctrl-C) and /proc figures (CPU, RSS).
@@ -43,7 +44,8 @@ pub struct Config {
     pub partitions: i32,
     /// `BENCH_MEMBERS`: group size after the scale-up.
     pub members: usize,
-    /// `BENCH_CLIENTS`: which clients to run (comma list of ours,rdkafka,confluent,kafka-python).
+    /// `BENCH_CLIENTS`: which clients to run (comma list of ours,rdkafka,java,confluent,kafka-python;
+    /// java runs in the consumer phases only).
     pub clients: Vec<Kind>,
     /// `BENCH_OUT`: the Markdown file the tables are written into.
     pub out: PathBuf,
@@ -63,6 +65,15 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
 }
 
 impl Config {
+    /// The clients with a producer peer, in order (all but the Java client).
+    pub fn producers(&self) -> Vec<Kind> {
+        self.clients
+            .iter()
+            .copied()
+            .filter(|k| k.has_producer())
+            .collect()
+    }
+
     fn from_env(root: &std::path::Path) -> Result<Self> {
         let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1");
         let (window, settle, producers, messages, repeats) = if smoke {
@@ -78,6 +89,7 @@ impl Config {
                     "rdkafka" | "rust-rdkafka" => Ok(Kind::RustRdkafka),
                     "confluent" | "confluent-kafka" => Ok(Kind::ConfluentKafka),
                     "kafka-python" => Ok(Kind::KafkaPython),
+                    "java" => Ok(Kind::Java),
                     other => bail!("BENCH_CLIENTS: unknown client {other}"),
                 })
                 .collect::<Result<Vec<_>>>()?,
@@ -185,13 +197,14 @@ fn run() -> Result<()> {
         .context("bench/ has a parent")?
         .to_path_buf();
     let cfg = Config::from_env(&root)?;
-    let paths = Paths {
+    let mut paths = Paths {
         ours: std::env::var_os("OURS_BIN_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target/x86_64-unknown-linux-musl/release")),
         peers: root.join("bench/target/release"),
         py: root.join("bench/peers"),
         python: std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
+        java_classpath: None,
     };
     for bin in [
         paths.ours.join("producer"),
@@ -205,6 +218,15 @@ fn run() -> Result<()> {
                 bin.display()
             );
         }
+    }
+    // The Java group member, compiled once (javac against the cached jars; skipped when fresh).
+    if cfg.clients.contains(&Kind::Java) {
+        let classpath = localkafka::jars::compile(
+            &[root.join("tests/java/GroupMember.java")],
+            &root.join("bench/target/java"),
+        )
+        .context("compiling tests/java/GroupMember.java")?;
+        paths.java_classpath = Some(classpath);
     }
     let machine_before = report::Machine::sample(&paths);
     let run_dir = root.join("bench/target/run");
@@ -234,6 +256,9 @@ fn run() -> Result<()> {
     }
     if on("ack") {
         b.first_ack()?;
+    }
+    if on("drain") || on("scale") {
+        b.warm_up()?;
     }
     if on("drain") {
         b.drain()?;
@@ -311,6 +336,21 @@ impl Bench {
                 self.res.sizes.push((what.to_string(), m.len()));
             }
         }
+        // The Java client's own jar (its dependencies, lz4, snappy, zstd-jni and slf4j-api, and a
+        // JRE come on top).
+        if self.cfg.clients.contains(&Kind::Java) {
+            let jar = localkafka::jars::dir()
+                .join(format!("kafka-clients-{}.jar", localkafka::version()));
+            if let Ok(m) = std::fs::metadata(&jar) {
+                self.res.sizes.push((
+                    format!(
+                        "Java: kafka-clients-{}.jar (without its dependencies or a JRE)",
+                        localkafka::version()
+                    ),
+                    m.len(),
+                ));
+            }
+        }
         // The Python packages as installed (what an image of them would add to an interpreter).
         let probe = std::process::Command::new(&self.paths.python)
             .args([
@@ -376,7 +416,7 @@ impl Bench {
             );
             let topic = self.topic("prod1")?;
             let mut running = Vec::new();
-            for &kind in &self.cfg.clients {
+            for kind in self.cfg.producers() {
                 let cmd =
                     self.paths
                         .producer(kind, &self.broker.addr, &topic, &format!("p-{r}"), false);
@@ -427,7 +467,7 @@ impl Bench {
         };
         for r in 0..repeats {
             eprintln!("bench: start to first ack, repeat {}/{repeats}", r + 1);
-            for &kind in &self.cfg.clients.clone() {
+            for kind in self.cfg.producers() {
                 let cmd =
                     self.paths
                         .producer(kind, &self.broker.addr, &topic, &format!("a-{r}"), true);
@@ -456,6 +496,32 @@ impl Bench {
                 p.stop(Duration::from_secs(5));
             }
         }
+        Ok(())
+    }
+
+    /// One throwaway group member (ours) until it owns every partition, so that Apache Kafka creates
+    /// `__consumer_offsets` (50 partitions) and loads its group coordinator before any consumer is
+    /// timed: otherwise the first client measured pays for it.
+    fn warm_up(&mut self) -> Result<()> {
+        let topic = self.topic("warmup")?;
+        let group = format!("bench-warmup-{}", std::process::id());
+        eprintln!("bench: warming up the group coordinator");
+        let cmd = self
+            .paths
+            .consumer(Kind::Ours, &self.broker.addr, &topic, &group);
+        let mut p = Proc::spawn("warm-up consumer", cmd, Out::Null, Out::Pipe)?;
+        let rx = procs::lines(p.take_stderr().context("stderr")?);
+        let all = self.cfg.partitions as usize;
+        if procs::wait_line(&rx, Duration::from_secs(90), |l| {
+            clients::assignment(Kind::Ours, l) == Some(all)
+        })
+        .is_none()
+        {
+            self.res
+                .notes
+                .push("warm-up: our consumer got no assignment within 90 s".into());
+        }
+        p.stop(Duration::from_secs(10));
         Ok(())
     }
 
@@ -615,7 +681,7 @@ impl Bench {
     /// The deployment: `producers` processes of one client at once, one client after another.
     fn fleet(&mut self) -> Result<()> {
         let count = self.cfg.producers;
-        for &kind in &self.cfg.clients.clone() {
+        for kind in self.cfg.producers() {
             eprintln!("bench: {count} producers with {}", kind.name());
             let topic = self.topic("fleet")?;
             let pcs = self.partition_clients(&topic)?;

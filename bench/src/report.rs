@@ -109,6 +109,14 @@ impl Machine {
                     lock_version(&root.join("bench/Cargo.lock"), "rdkafka")
                 ),
             ),
+            (
+                "Java (the broker's JVM and the Java client's)".into(),
+                crate::kafka::java_version(),
+            ),
+            (
+                "kafka-clients (Java)".into(),
+                localkafka::version().to_string(),
+            ),
             ("Python".into(), get(0)),
             ("kafka-python".into(), get(1)),
             (
@@ -194,7 +202,7 @@ pub fn render(
     res: &Results,
     before: &Machine,
     after: &Machine,
-    nisshi: &str,
+    broker: &str,
 ) -> String {
     let mut s = String::new();
     let kinds = &cfg.clients;
@@ -229,7 +237,7 @@ pub fn render(
         "- {} cores: {}; {} RAM; {}",
         before.nproc, before.cpu, before.mem, before.kernel
     );
-    let _ = writeln!(s, "- broker: {nisshi}, in-memory storage, on 127.0.0.1");
+    let _ = writeln!(s, "- broker: {broker}, on 127.0.0.1");
     for (what, v) in &before.versions {
         let _ = writeln!(s, "- {what}: {v}");
     }
@@ -253,7 +261,8 @@ pub fn render(
         "Each cell: median (min–max) over the repeats. Ratios are ours ÷ peer, of medians.\n",
     );
 
-    // --- producers
+    // --- producers (the Java client is measured as a consumer only)
+    let producers = cfg.producers();
     let _ = writeln!(s, "### One producer at 1 Hz\n");
     let _ = writeln!(
         s,
@@ -261,7 +270,7 @@ pub fn render(
         cfg.window
     );
     w(&mut s, "|---|---:|---:|---:|---:|");
-    for &k in kinds {
+    for &k in &producers {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} |",
@@ -272,7 +281,7 @@ pub fn render(
             spread(of(&res.first_ack, k), 1.0),
         );
     }
-    for &k in kinds.iter().filter(|&&k| k != Kind::Ours) {
+    for &k in producers.iter().filter(|&&k| k != Kind::Ours) {
         let _ = writeln!(
             s,
             "| *ours ÷ {}* | {} | {} | {} | {} |",
