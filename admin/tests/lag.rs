@@ -216,7 +216,7 @@ fn unknown_group_unknown_topic_and_unreachable_brokers_fail_clearly() {
 /// never committed (Kafka prints `-`, we say `reset_position`), and after it left with lag behind.
 #[test]
 fn agrees_with_kafka_consumer_groups_partition_by_partition() {
-    let broker = Broker::shared();
+    let broker = Broker::shared_kafka();
     let topic = unique("vs-kafka");
     testkit::create_topic(&broker.addr(), &topic, 3);
     // Partition 0 gets data, 1 and 2 stay empty: never committed.

@@ -60,6 +60,17 @@ impl Broker {
         SHARED.get_or_init(Broker::start)
     }
 
+    /// The shared broker if it is Apache Kafka, else a shared Apache Kafka beside it: for tests whose
+    /// reference is Kafka itself (its tools read what its group coordinator knows, which nisshi
+    /// leaves out, e.g. the members' assignments).
+    pub fn shared_kafka() -> &'static Broker {
+        static KAFKA: OnceLock<Broker> = OnceLock::new();
+        match kind() {
+            Kind::Kafka => Self::shared(),
+            Kind::Nisshi => KAFKA.get_or_init(|| Self::cluster_with(test_options(1))),
+        }
+    }
+
     /// A broker of its own, for a test that stops or restarts it.
     pub fn start() -> Self {
         Self::start_with(test_options(1))
