@@ -13,17 +13,8 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// The coordinator's node id, from `kafka-consumer-groups --describe --state` (`host:port (id)`).
 fn coordinator(bootstrap: &str, group: &str) -> Option<i32> {
-    let (code, out, _) = testkit::java::tool(
-        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-        &[
-            "--bootstrap-server",
-            bootstrap,
-            "--describe",
-            "--group",
-            group,
-            "--state",
-        ],
-    );
+    let (code, out, _) =
+        testkit::java::consumer_groups(bootstrap, &["--describe", "--group", group, "--state"]);
     if code != Some(0) {
         return None;
     }
@@ -59,13 +50,7 @@ fn the_coordinators_broker_killed_mid_run_loses_nothing() {
     );
     let kafka = cluster.kafka().expect("a Kafka cluster");
     kafka.kill(dead).expect("killing the coordinator");
-    let survivors: Vec<String> = kafka
-        .ids()
-        .into_iter()
-        .filter(|&id| id != dead)
-        .map(|id| kafka.node_addr(id))
-        .collect();
-    let survivors = survivors.join(",");
+    let survivors = kafka.bootstrap_except(dead);
 
     let seen = wait_for(
         "every message after the coordinator died",

@@ -263,6 +263,16 @@ impl Cluster {
             .join(",")
     }
 
+    /// The bootstrap without node `id`: what clients use once it is down (killed or stopped).
+    pub fn bootstrap_except(&self, id: i32) -> String {
+        self.nodes
+            .iter()
+            .filter(|n| n.id != id)
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The first node's address alone (a single node's whole bootstrap).
     pub fn addr(&self) -> String {
         self.node_addr(1)

@@ -344,13 +344,7 @@ fn the_sequence_has_no_gaps_through_the_partition_leaders_broker_being_killed() 
     let new_leader = leader_of(&survivor_addr, &topic, Some(leader));
 
     // Read back everything the log holds, from the survivors only (the killed broker stays down).
-    let survivors: Vec<String> = kafka
-        .ids()
-        .into_iter()
-        .filter(|&id| id != leader)
-        .map(|id| kafka.node_addr(id))
-        .collect();
-    let survivors = survivors.join(",");
+    let survivors = kafka.bootstrap_except(leader);
     let (code, offsets, err) = testkit::java::tool(
         "org.apache.kafka.tools.GetOffsetShell",
         &["--bootstrap-server", &survivors, "--topic", &topic],

@@ -37,19 +37,20 @@ pub fn tool(class: &str, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// `kafka-consumer-groups --bootstrap-server <bootstrap> <args…>`: (exit code, stdout, stderr).
+pub fn consumer_groups(bootstrap: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["--bootstrap-server", bootstrap];
+    all.extend_from_slice(args);
+    tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &all,
+    )
+}
+
 /// `kafka-consumer-groups --describe --group <group>`'s rows: `(topic, partition, current offset,
 /// log-end offset, lag)`, where Kafka prints `-` for "no committed offset" (`None`).
 pub fn describe_group(bootstrap: &str, group: &str) -> Vec<DescribedPartition> {
-    let (code, out, err) = tool(
-        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-        &[
-            "--bootstrap-server",
-            bootstrap,
-            "--describe",
-            "--group",
-            group,
-        ],
-    );
+    let (code, out, err) = consumer_groups(bootstrap, &["--describe", "--group", group]);
     assert_eq!(code, Some(0), "kafka-consumer-groups failed:\n{out}\n{err}");
     parse_describe(&out)
 }
