@@ -3,8 +3,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 MUSL_TARGET := x86_64-unknown-linux-musl
-RELEASE_DIR := target/$(MUSL_TARGET)/release
 BINARIES    := admin producer consumer
+# Where cargo writes: CARGO_TARGET_DIR, a target-dir in .cargo/config.toml, or target/. Cargo says
+# (absolute, whichever it is); asked only by the targets that use it. $(1): cargo's arguments.
+cargo_target_dir = $(or $(shell cargo metadata --format-version 1 --no-deps $(1) 2>/dev/null \
+  | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),$(or $(CARGO_TARGET_DIR),target))
+TARGET_DIR   = $(call cargo_target_dir,)
+RELEASE_DIR  = $(TARGET_DIR)/$(MUSL_TARGET)/release
 
 # musl-gcc (Debian's musl-tools) compiles the C in the consumer's and admin's compression codecs.
 export CC_x86_64_unknown_linux_musl ?= musl-gcc
@@ -41,7 +46,7 @@ test-kafka3: ## the classic-protocol real-broker tests on Apache Kafka 3.9 (KAFK
 	  --test interop --test basics --test scaling --test failover --test lag
 
 .PHONY: build
-build: ## static (musl) release binaries in target/x86_64-unknown-linux-musl/release
+build: ## static (musl) release binaries in target/x86_64-unknown-linux-musl/release (or under CARGO_TARGET_DIR)
 	@rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
 	@command -v musl-gcc >/dev/null || { echo "musl-gcc not found: apt-get install musl-tools"; exit 1; }
 	@# Separate invocations: built together, cargo would unify rskafka's features and give the
@@ -74,13 +79,15 @@ push: ## push the images to IMAGE_REGISTRY (PLATFORMS=linux/amd64,linux/arm64: m
 bench-build: deps build
 	cargo build --release --locked --manifest-path bench/Cargo.toml
 
+BENCH_BIN = $(call cargo_target_dir,--manifest-path bench/Cargo.toml)/release/bench
+
 .PHONY: bench
 bench: bench-build ## ours vs the Java client, rust-rdkafka, confluent-kafka, kafka-python on Apache Kafka; writes BENCHMARKS.md (about 11 min)
-	bench/target/release/bench
+	$(BENCH_BIN)
 
 .PHONY: bench-smoke
 bench-smoke: bench-build ## the benchmark harness at tiny sizes (figures meaningless), into bench/target/
-	BENCH_SMOKE=1 bench/target/release/bench
+	BENCH_SMOKE=1 $(BENCH_BIN)
 
 .PHONY: demo
 demo: ## the experiment on this machine: 200 producers, 1 consumer, then 9, live (QUICK=1: about a minute; DEMO_BROKER=kafka-cluster|nisshi)
@@ -89,7 +96,7 @@ demo: ## the experiment on this machine: 200 producers, 1 consumer, then 9, live
 	  else ./scripts/ensure-kafka.sh >/dev/null; fi; \
 	fi
 	cargo build --profile demo --locked -p demo -p producer -p consumer
-	target/demo/demo
+	$(TARGET_DIR)/demo/demo
 
 # Apache Kafka (the release pinned in localkafka/pom.xml) on loopback, in the foreground until Ctrl-C.
 # KAFKA_DATA=dir keeps the data across runs; KAFKA_PORT=p fixes the first client port.
@@ -102,12 +109,12 @@ kafka-jars: ## fetch and cache the pinned Apache Kafka release's jars from Maven
 .PHONY: kafka
 kafka: kafka-jars ## run a single-node Apache Kafka on 127.0.0.1 and print its bootstrap address (Ctrl-C stops it)
 	@cargo build --quiet --locked -p localkafka
-	@target/debug/localkafka --nodes 1 $(KAFKA_ARGS)
+	@$(TARGET_DIR)/debug/localkafka --nodes 1 $(KAFKA_ARGS)
 
 .PHONY: kafka-cluster
 kafka-cluster: kafka-jars ## run a 3-broker Apache Kafka cluster (KRaft, combined nodes) on 127.0.0.1
 	@cargo build --quiet --locked -p localkafka
-	@target/debug/localkafka --nodes 3 $(KAFKA_ARGS)
+	@$(TARGET_DIR)/debug/localkafka --nodes 3 $(KAFKA_ARGS)
 
 .PHONY: broker
 broker: ## build and cache nisshi, the second broker (TEST_BROKER=nisshi, DEMO_BROKER=nisshi; once, about 12 minutes)

@@ -5,13 +5,18 @@
 #   scripts/images.sh build [check]   `make images`; `make images-check` (offline, with checks)
 #   scripts/images.sh check           check images already built
 #   scripts/images.sh push            `make push`
+#   scripts/images.sh binaries        where IMAGE_BINARIES=host takes the binaries from
+#   scripts/images.sh stage           copies them into the build context (build does it for host)
 #
 # Environment:
 #   IMAGE_REGISTRY   names are $IMAGE_REGISTRY/<binary>:$TAG; default kafka-lag-lab, as k8s/ expects
 #   TAG              default dev
 #   IMAGE_ENGINE     docker (buildx) or podman; default docker when a Docker engine answers, else podman
-#   IMAGE_BINARIES   build: compile in the Dockerfile's builder stage; host: `make build`'s binaries.
-#                    Default build, but podman falls back to host when it cannot pull the Rust image.
+#   IMAGE_BINARIES   build: compile in the Dockerfile's builder stage; host: `make build`'s binaries,
+#                    from cargo's target directory (CARGO_TARGET_DIR is honoured: they are copied into
+#                    the build context's target/x86_64-unknown-linux-musl/release/, where the
+#                    Dockerfile reads them). Default build, but podman falls back to host when it
+#                    cannot pull the Rust image.
 #   IMAGE_BASE       the base image; `local` builds and uses localhost/distroless-static:nonroot.
 #                    Default the Dockerfile's (distroless); podman falls back to local when it cannot
 #                    pull it.
@@ -33,31 +38,63 @@ LOCAL_BASE=localhost/distroless-static:nonroot
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'images: %s\n' "$*" >&2; exit 1; }
 
+# ---- the binaries of IMAGE_BINARIES=host ----
+MUSL_TARGET=x86_64-unknown-linux-musl
+# Where the Dockerfile's host stage reads them, inside the build context (see .dockerignore).
+CONTEXT_RELEASE="target/$MUSL_TARGET/release"
+
+# Where `make build` left them: cargo's target directory, as cargo resolves it (CARGO_TARGET_DIR,
+# a target-dir in .cargo/config.toml, or target/).
+host_release_dir() {
+  local dir
+  dir="$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')" || true
+  echo "${dir:-${CARGO_TARGET_DIR:-$PWD/target}}/$MUSL_TARGET/release"
+}
+
+# Puts `make build`'s binaries where the Dockerfile reads them, when cargo wrote them elsewhere.
+stage_host_binaries() {
+  local from bin
+  from="$(host_release_dir)"
+  mkdir -p "$CONTEXT_RELEASE"
+  [ "$(cd "$from" 2>/dev/null && pwd -P)" = "$(cd "$CONTEXT_RELEASE" && pwd -P)" ] && return 0
+  say "copying the binaries from $from to $CONTEXT_RELEASE (the build context)"
+  for bin in "${BINS[@]}"; do
+    [ -f "$from/$bin" ] || die "missing: $from/$bin (make build)"
+    cp -f "$from/$bin" "$CONTEXT_RELEASE/$bin"
+  done
+}
+
 # ---- the engine ----
 engine="${IMAGE_ENGINE:-}"
-if [ -z "$engine" ]; then
-  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-    engine=docker
-  elif command -v podman >/dev/null; then
-    engine=podman
-  else
-    die "no container engine: start Docker, or install podman (apt-get install podman)"
+# Only the steps that build, check or push need one (not `binaries`).
+detect_engine() {
+  [ -n "${ENGINE_READY:-}" ] && return 0
+  ENGINE_READY=1
+  if [ -z "$engine" ]; then
+    if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+      engine=docker
+    elif command -v podman >/dev/null; then
+      engine=podman
+    else
+      die "no container engine: start Docker, or install podman (apt-get install podman)"
+    fi
   fi
-fi
-case "$engine" in
-  docker)
-    docker buildx version >/dev/null 2>&1 || die "docker buildx is missing (the docker-buildx plugin)" ;;
-  podman)
-    command -v podman >/dev/null || die "podman not found: apt-get install podman"
-    [ -z "$PLATFORMS" ] || die "PLATFORMS needs docker buildx; podman builds for this machine only"
-    # Where overlay mounts are not allowed (some containers), fall back to the slow but portable vfs.
-    if [ -z "${STORAGE_DRIVER:-}" ] && ! podman info >/dev/null 2>&1; then
-      export STORAGE_DRIVER=vfs
-      podman info >/dev/null || die "podman does not work here, even with the vfs storage driver"
-      say "podman: overlay storage unavailable, using vfs"
-    fi ;;
-  *) die "IMAGE_ENGINE must be docker or podman, not '$engine'" ;;
-esac
+  case "$engine" in
+    docker)
+      docker buildx version >/dev/null 2>&1 || die "docker buildx is missing (the docker-buildx plugin)" ;;
+    podman)
+      command -v podman >/dev/null || die "podman not found: apt-get install podman"
+      [ -z "$PLATFORMS" ] || die "PLATFORMS needs docker buildx; podman builds for this machine only"
+      # Where overlay mounts are not allowed (some containers), fall back to the slow but portable vfs.
+      if [ -z "${STORAGE_DRIVER:-}" ] && ! podman info >/dev/null 2>&1; then
+        export STORAGE_DRIVER=vfs
+        podman info >/dev/null || die "podman does not work here, even with the vfs storage driver"
+        say "podman: overlay storage unavailable, using vfs"
+      fi ;;
+    *) die "IMAGE_ENGINE must be docker or podman, not '$engine'" ;;
+  esac
+}
 
 # The name an image is built and pushed under. Podman would store an unqualified name as
 # localhost/…; qualify it the way Docker and Kubernetes do (docker.io/…), so that an archive from
@@ -101,6 +138,7 @@ build_args() { # <binaries> <base>: sets BUILD_ARGS
 }
 
 cmd_build() {
+  detect_engine
   local binaries="${IMAGE_BINARIES:-}" base="${IMAGE_BASE:-}"
   if [ -z "$binaries" ]; then
     binaries=build
@@ -121,7 +159,8 @@ cmd_build() {
     host)
       [ -z "$PLATFORMS" ] || [ "$PLATFORMS" = linux/amd64 ] \
         || die "IMAGE_BINARIES=host has linux/amd64 binaries only; multi-arch needs IMAGE_BINARIES=build"
-      make --no-print-directory build ;;
+      make --no-print-directory build
+      stage_host_binaries ;;
     *) die "IMAGE_BINARIES must be build or host, not '$binaries'" ;;
   esac
   if [ "$base" = local ]; then
@@ -195,6 +234,7 @@ check_one() { # <binary> <rootfs dir>: prints one line of the summary table
 }
 
 cmd_check() {
+  detect_engine
   [ "$(id -u)" = 0 ] || die "check runs each entrypoint with chroot, which needs root"
   local hadolint
   # pip puts it in the interpreter's scripts directory, which may not be on PATH (yet, with pyenv).
@@ -217,6 +257,7 @@ cmd_check() {
 
 # ---- push ----
 cmd_push() {
+  detect_engine
   local bin
   if [ "$engine" = docker ] && [[ "$PLATFORMS" == *,* ]]; then
     # A multi-platform image lives in buildx's cache only: build it again (cached) and push it.
@@ -233,12 +274,14 @@ cmd_push() {
   done
 }
 
-[ $# -gt 0 ] || die "usage: scripts/images.sh build [check] | check | push"
+[ $# -gt 0 ] || die "usage: scripts/images.sh build [check] | check | push | binaries | stage"
 for step in "$@"; do
   case "$step" in
     build) cmd_build ;;
     check) cmd_check ;;
     push) cmd_push ;;
-    *) die "unknown step '$step': build, check or push" ;;
+    binaries) host_release_dir ;;
+    stage) stage_host_binaries ;;
+    *) die "unknown step '$step': build, check, push, binaries or stage" ;;
   esac
 done

@@ -1,6 +1,10 @@
 //! `admin lag`: a group's lag per partition, like `kafka-consumer-groups.sh --describe`, plus time lag,
 //! and with `--watch` the states, rates, drain ETA and consumers needed from [`lag`].
 //!
+//! Watching a group that does not exist yet waits for it ("waiting for group my-group"): operators
+//! start watching before the first member. The connection deadline is short for a command people
+//! type (`--timeout` or `ADMIN_TIMEOUT`, default [`DEFAULT_TIMEOUT`]), and named when it passes.
+//!
 //! Offsets are read in an order that keeps lag from going negative: committed offsets first, then
 //! log-end offsets. What a broker does not report (the test broker leaves members' client id, host and
 //! assignment empty) is shown as `-`, never guessed.
@@ -17,7 +21,7 @@ use group::{
     inspect::{self, GroupDescription},
     TopicPartition,
 };
-use lag::{Basis, Eta, Forecast, History, Needed, PartitionSnapshot, Reset, Snapshot, State};
+use lag::{Basis, Eta, Forecast, History, Needed, PartitionSnapshot, Reset, Snapshot};
 use rskafka::client::{
     partition::{OffsetAt, PartitionClient, UnknownTopicHandling},
     Client,
@@ -27,7 +31,10 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use runtime::{config::brokers, kafka};
+use runtime::{
+    config::{brokers, HumanDuration},
+    kafka,
+};
 
 /// Settings from the environment.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,7 +49,15 @@ pub struct Env {
     /// not report subscriptions).
     #[serde(default = "crate::create_topic::default_topic")]
     pub topic: String,
+    /// `ADMIN_TIMEOUT`: how long to wait for a broker to answer (`--timeout` wins); default
+    /// [`DEFAULT_TIMEOUT`].
+    #[serde(default)]
+    pub admin_timeout: Option<HumanDuration>,
 }
+
+/// How long `admin lag` waits for a broker to answer, unless told: a person is waiting. (The topic
+/// Job's `create-topic` waits 180 s, for Kafka starting next to it.)
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn default_client_id() -> String {
     "kafka-admin".into()
@@ -74,15 +89,22 @@ pub struct Options {
     pub window: Duration,
     /// Stop after this many samples (watch mode).
     pub samples: Option<u64>,
+    /// How long to wait for a broker to answer when connecting (`--timeout`, `ADMIN_TIMEOUT`).
+    pub timeout: Duration,
 }
 
 /// Why `admin lag` failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LagError {
-    /// No broker answered.
-    #[error(transparent)]
-    Connect(#[from] kafka::ConnectError),
+    /// No broker answered within the deadline.
+    #[error("{source}; admin lag waited up to {}: give it longer with --timeout or ADMIN_TIMEOUT", humantime::format_duration(*.timeout))]
+    Connect {
+        /// What the connection attempts saw.
+        source: kafka::ConnectError,
+        /// The deadline, for the message.
+        timeout: Duration,
+    },
     /// The group coordinator could not be asked.
     #[error(transparent)]
     Group(#[from] inspect::InspectError),
@@ -128,47 +150,66 @@ pub struct Sample {
 
 /// Runs `admin lag` until done (once, or `samples` times, or until `cancel` in watch mode).
 pub async fn run(env: &Env, opts: &Options, cancel: &CancellationToken) -> Result<(), LagError> {
-    let mut reader = Reader::connect(env, cancel).await?;
+    let mut reader = Reader::connect(env, opts.timeout, cancel).await?;
     let mut histories: BTreeMap<String, History> = BTreeMap::new();
     let mut taken = 0u64;
+    // What we last said we wait for: said once, not every sample.
+    let mut waiting_for: Option<String> = None;
     loop {
-        let samples = match reader.sample(opts).await {
-            Ok(samples) => samples,
-            // Watching, a failed sample is reported and the next one tried: the point of watching is
-            // to keep looking through a broker restart or a rebalance.
-            Err(err)
-                if opts.watch.is_some()
-                    && !matches!(err, LagError::UnknownGroup(_) | LagError::UnknownTopic(_)) =>
-            {
-                eprintln!("sample failed: {err}");
-                Vec::new()
-            }
-            Err(err) => return Err(err),
-        };
+        let sampled = reader.sample(opts).await;
         let mut out = String::new();
-        for sample in &samples {
-            let history = histories
-                .entry(sample.topic.clone())
-                .or_insert_with(|| History::new(opts.window.as_secs_f64()));
-            history.push(sample.snapshot.clone());
-            let forecast = opts.watch.and_then(|_| history.forecast(opts.reset));
-            match opts.format {
-                Format::Table => out.push_str(&render_table(
-                    &opts.group,
-                    sample,
-                    forecast.as_ref(),
-                    opts.reset,
-                )),
-                Format::Json => {
-                    out.push_str(
-                        &render_json(&opts.group, sample, forecast.as_ref(), opts.reset)
-                            .to_string(),
-                    );
-                    out.push('\n');
+        match waiting(opts, &sampled) {
+            Some(what) => {
+                if waiting_for.as_deref() != Some(what.as_str()) {
+                    out = match opts.format {
+                        Format::Table => format!("{what} (Ctrl-C to stop)\n"),
+                        Format::Json => {
+                            format!("{}\n", json!({"group": opts.group, "waiting": what}))
+                        }
+                    };
+                    waiting_for = Some(what);
+                }
+            }
+            None => {
+                let samples = match sampled {
+                    Ok(samples) => samples,
+                    // Watching, a failed sample is reported and the next one tried: the point of
+                    // watching is to keep looking through a broker restart or a rebalance.
+                    Err(err) if opts.watch.is_some() => {
+                        eprintln!("sample failed: {err}");
+                        Vec::new()
+                    }
+                    Err(err) => return Err(err),
+                };
+                if !samples.is_empty() {
+                    waiting_for = None;
+                }
+                for sample in &samples {
+                    let history = histories
+                        .entry(sample.topic.clone())
+                        .or_insert_with(|| History::new(opts.window.as_secs_f64()));
+                    history.push(sample.snapshot.clone());
+                    let forecast = opts.watch.and_then(|_| history.forecast(opts.reset));
+                    match opts.format {
+                        Format::Table => out.push_str(&render_table(
+                            &opts.group,
+                            sample,
+                            forecast.as_ref(),
+                            opts.reset,
+                        )),
+                        Format::Json => {
+                            out.push_str(
+                                &render_json(&opts.group, sample, forecast.as_ref(), opts.reset)
+                                    .to_string(),
+                            );
+                            out.push('\n');
+                        }
+                    }
                 }
             }
         }
-        if opts.watch.is_some()
+        if !out.is_empty()
+            && opts.watch.is_some()
             && opts.format == Format::Table
             && std::io::IsTerminal::is_terminal(&std::io::stdout())
         {
@@ -176,6 +217,7 @@ pub async fn run(env: &Env, opts: &Options, cancel: &CancellationToken) -> Resul
             print!("\x1b[2J\x1b[H");
         }
         print!("{out}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         taken += 1;
         let Some(every) = opts.watch else {
             return Ok(());
@@ -187,6 +229,33 @@ pub async fn run(env: &Env, opts: &Options, cancel: &CancellationToken) -> Resul
             _ = tokio::time::sleep(every) => {}
             _ = cancel.cancelled() => return Ok(()),
         }
+    }
+}
+
+/// Watching, what the sample says we wait for: a group with no members and no commits yet, or a
+/// topic not created yet. `None` when there is something to show (or not watching).
+fn waiting(opts: &Options, sampled: &Result<Vec<Sample>, LagError>) -> Option<String> {
+    opts.watch?;
+    match sampled {
+        Err(LagError::UnknownGroup(group)) => Some(format!(
+            "waiting for group {group}: it has no members and no committed offsets yet"
+        )),
+        Err(LagError::UnknownTopic(topic)) => {
+            Some(format!("waiting for topic {topic} to be created"))
+        }
+        Ok(samples)
+            if !samples.is_empty()
+                && samples.iter().all(|s| {
+                    s.group.members.is_empty()
+                        && s.snapshot.partitions.iter().all(|p| p.committed.is_none())
+                }) =>
+        {
+            Some(format!(
+                "waiting for group {}: it has no members and no committed offsets yet",
+                opts.group
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -203,10 +272,16 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Connects to the cluster, waiting up to 30 s for a broker to answer.
-    pub async fn connect(env: &Env, cancel: &CancellationToken) -> Result<Self, LagError> {
-        let deadline = Some(Instant::now() + Duration::from_secs(30));
-        let client = kafka::connect(&env.kafka_brokers, &env.client_id, deadline, cancel).await?;
+    /// Connects to the cluster, waiting up to `timeout` for a broker to answer.
+    pub async fn connect(
+        env: &Env,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Self, LagError> {
+        let deadline = Some(Instant::now() + timeout);
+        let client = kafka::connect(&env.kafka_brokers, &env.client_id, deadline, cancel)
+            .await
+            .map_err(|source| LagError::Connect { source, timeout })?;
         Ok(Self {
             client,
             env: env.clone(),
@@ -473,16 +548,6 @@ fn eta_text(eta: &Eta) -> String {
     }
 }
 
-fn state_text(state: State) -> &'static str {
-    match state {
-        State::NoCommit => "NO_COMMIT",
-        State::CaughtUp => "CAUGHT_UP",
-        State::Draining => "DRAINING",
-        State::Growing => "GROWING",
-        State::Stalled => "STALLED",
-    }
-}
-
 /// The table: `kafka-consumer-groups.sh --describe`'s columns, time lag, and in watch mode the
 /// forecast columns and footer.
 pub fn render_table(
@@ -537,9 +602,11 @@ pub fn render_table(
             let pf = f.partitions.iter().find(|x| x.partition == p.partition);
             let rates = pf.and_then(|x| x.rates);
             row.extend([
-                pf.map_or("-", |x| state_text(x.state)).to_string(),
+                pf.map_or("-", |x| x.state.name()).to_string(),
                 rates.map_or("?".into(), |r| format!("{:.1}", r.produce)),
-                rates.map_or("?".into(), |r| format!("{:.1}", r.consume)),
+                rates
+                    .and_then(|r| r.consume)
+                    .map_or("?".into(), |c| format!("{c:.1}")),
                 pf.map_or("?".into(), |x| eta_text(&x.eta)),
             ]);
         }
@@ -601,13 +668,16 @@ pub fn render_table(
         );
     }
     if let Some(f) = forecast {
+        let _ = writeln!(out, "state: {}", state_line(f));
         let _ = writeln!(
             out,
-            "producing {:.1}/s, consuming {:.1}/s; lag drains: {}",
+            "producing {:.1}/s, consuming {}; lag drains: {}",
             f.produce_rate,
-            f.consume_rate,
+            f.consume_rate
+                .map_or("?/s (measuring)".into(), |c| format!("{c:.1}/s")),
             match &f.eta {
                 Eta::Never { reason } => format!("never ({reason})"),
+                Eta::Now => "now (keeping up)".into(),
                 other => eta_text(other),
             }
         );
@@ -618,6 +688,25 @@ pub fn render_table(
         );
     }
     out
+}
+
+/// The group's state in words, with its rate when it has one.
+fn state_line(f: &Forecast) -> String {
+    let words = f.state.words();
+    match (f.state, f.growth) {
+        (lag::State::FallingBehind, Some(g)) => format!("{words}, lag growing {g:.1}/s"),
+        (lag::State::Draining, Some(g)) => format!("{words}, lag falling {:.1}/s", -g),
+        (lag::State::Stalled, _) => match &f.eta {
+            Eta::Never { reason } => format!("{words}: {reason}"),
+            _ => words.to_string(),
+        },
+        (lag::State::KeepingUp, _) => {
+            format!(
+                "{words}: lag bounded, no more than the commit interval and fetch batching leave"
+            )
+        }
+        _ => words.to_string(),
+    }
 }
 
 fn needed_text(n: &Needed) -> String {
@@ -634,6 +723,11 @@ fn needed_text(n: &Needed) -> String {
             }
             s
         }
+        Needed::Suffice { members } => format!(
+            "the current {members} member{} suffice{}",
+            if *members == 1 { "" } else { "s" },
+            if *members == 1 { "s" } else { "" }
+        ),
         Needed::Unknown { reason } => format!("unknown ({reason})"),
     }
 }
@@ -670,6 +764,9 @@ pub fn render_json(
                 "state": pf.map(|x| x.state),
                 "rates": pf.and_then(|x| x.rates),
                 "eta": pf.map(|x| &x.eta),
+                "growth_per_sec": pf.and_then(|x| x.growth),
+                "lag_at_commit": pf.and_then(|x| x.lag_at_commit),
+                "since_commit_seconds": pf.and_then(|x| x.since_commit_secs),
             })
         })
         .collect();
@@ -681,10 +778,115 @@ pub fn render_json(
         "total_lag": snap.partitions.iter().map(|p| lag::lag(p, reset).messages).sum::<i64>(),
         "partitions": partitions,
         "forecast": forecast.map(|f| json!({
+            "state": f.state,
+            "members": f.members,
+            "growth_per_sec": f.growth,
             "produce_rate": f.produce_rate,
             "consume_rate": f.consume_rate,
             "eta": f.eta,
             "consumers_needed": f.needed,
         })),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 31 one-second samples of 9 partitions with one member: `produce`/s each produced, the member
+    /// at `consume`/s each, committing every second.
+    fn watched(produce: i64, consume: i64) -> (Sample, Forecast) {
+        let mut history = History::new(30.0);
+        let mut last = None;
+        for t in 0..=30i64 {
+            let end = 1000 + produce * t;
+            let snapshot = Snapshot {
+                at: t as f64,
+                wall_ms: t * 1000,
+                group_state: "Stable".into(),
+                members: BTreeSet::from(["m0".to_string()]),
+                partitions: (0..9)
+                    .map(|p| PartitionSnapshot {
+                        partition: p,
+                        log_start: 0,
+                        log_end: end,
+                        committed: Some((1000 + consume * t).min(end)),
+                        oldest_unconsumed_ms: None,
+                        owner: Some("m0".into()),
+                    })
+                    .collect(),
+            };
+            history.push(snapshot.clone());
+            last = Some(snapshot);
+        }
+        let sample = Sample {
+            topic: "t".into(),
+            snapshot: last.expect("a snapshot"),
+            group: GroupDescription {
+                state: "Stable".into(),
+                protocol: "range".into(),
+                members: vec![inspect::MemberDescription {
+                    member_id: "m0".into(),
+                    instance_id: None,
+                    client_id: "c0".into(),
+                    host: "/127.0.0.1".into(),
+                    assignment: Vec::new(),
+                    topics: vec!["t".into()],
+                }],
+            },
+        };
+        (sample, history.forecast(Reset::Earliest).expect("forecast"))
+    }
+
+    #[test]
+    fn a_group_that_keeps_up_says_so_and_that_its_members_suffice() {
+        let (sample, forecast) = watched(6, 6);
+        let table = render_table("g", &sample, Some(&forecast), Reset::Earliest);
+        assert!(table.contains("state: keeping up"), "{table}");
+        assert!(table.contains("lag drains: now (keeping up)"), "{table}");
+        assert!(
+            table.contains("consumers needed to keep up: the current 1 member suffices"),
+            "{table}"
+        );
+        assert!(!table.contains("never"), "{table}");
+        let row = table.lines().nth(1).unwrap_or_default();
+        assert!(row.contains("KEEPING_UP"), "{row}");
+        let json = render_json("g", &sample, Some(&forecast), Reset::Earliest);
+        assert_eq!(json["forecast"]["state"], "KEEPING_UP");
+        assert_eq!(
+            json["forecast"]["consumers_needed"],
+            json!({"kind": "suffice", "members": 1})
+        );
+        assert_eq!(json["partitions"][0]["state"], "KEEPING_UP");
+        assert_eq!(json["partitions"][0]["eta"]["kind"], "now");
+    }
+
+    #[test]
+    fn a_group_falling_behind_says_how_fast_and_how_many_consumers_it_needs() {
+        // 200 msg/s over 9 partitions (22/s each), one member handling 45/s (5/s each).
+        let (sample, forecast) = watched(22, 5);
+        let table = render_table("g", &sample, Some(&forecast), Reset::Earliest);
+        assert!(
+            table.contains("state: falling behind, lag growing 153.0/s"),
+            "{table}"
+        );
+        assert!(table.contains("lag drains: never (partition"), "{table}");
+        assert!(
+            table.contains("consumers needed to keep up: 5 (one consumer handles about 45.0/s)"),
+            "{table}"
+        );
+        let json = render_json("g", &sample, Some(&forecast), Reset::Earliest);
+        assert_eq!(json["forecast"]["state"], "FALLING_BEHIND");
+        assert_eq!(json["partitions"][3]["state"], "FALLING_BEHIND");
+        assert!(
+            (json["partitions"][3]["growth_per_sec"]
+                .as_f64()
+                .unwrap_or(0.0)
+                - 17.0)
+                .abs()
+                < 0.5,
+            "{json}"
+        );
+        assert_eq!(json["forecast"]["consumers_needed"]["count"], 5);
+    }
 }

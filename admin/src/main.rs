@@ -28,7 +28,7 @@ enum Command {
     /// Show a consumer group's lag per partition, like kafka-consumer-groups.sh --describe, plus time
     /// lag; with --watch also each partition's state, rates and drain ETA, and the consumers needed.
     ///
-    /// Environment: KAFKA_BROKERS (required), CLIENT_ID.
+    /// Environment: KAFKA_BROKERS (required), ADMIN_TIMEOUT (default 5s), CLIENT_ID, TOPIC.
     Lag(LagArgs),
 }
 
@@ -49,12 +49,16 @@ struct LagArgs {
     /// The group's auto.offset.reset, for partitions without a committed offset.
     #[arg(long, value_parser = ["earliest", "latest"], default_value = "earliest")]
     reset: String,
-    /// How much history the rates are computed over (longer than the group's commit interval).
+    /// The history production is measured over and a stall judged over (no commit for this long).
+    /// Consumption is measured between commits, reaching back past it for a long commit interval.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     window: std::time::Duration,
     /// With --watch: stop after this many samples.
     #[arg(long)]
     samples: Option<u64>,
+    /// How long to wait for a broker to answer, like 5s (default: ADMIN_TIMEOUT, else 5s).
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<std::time::Duration>,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -90,6 +94,10 @@ fn lag_main(args: LagArgs) -> ExitCode {
         },
         window: args.window,
         samples: args.samples,
+        timeout: args
+            .timeout
+            .or(env.admin_timeout.map(|t| t.get()))
+            .unwrap_or(admin::lag::DEFAULT_TIMEOUT),
     };
     let result = tokio_main(|cancel| async move {
         admin::lag::run(&env, &opts, &cancel)

@@ -161,3 +161,100 @@ fn the_predicted_consumer_count_drains_the_lag_and_one_fewer_does_not() {
         m.terminate(Duration::from_secs(15));
     }
 }
+
+/// The false alarm, on a real broker: one consumer with no cost per message keeps up with
+/// 50 msg/s on 9 partitions at the default 5 s commit interval. Its committed offsets move in
+/// 5 s steps, so its lag swings; `admin lag --watch` must still never say it never drains, nor
+/// ask for more consumers than the one it has, over a minute of samples. And it must say what is
+/// true: keeping up, with consumption measured at the production rate, not zero.
+#[test]
+fn a_healthy_group_is_keeping_up_and_never_asks_for_more_consumers() {
+    let broker = Broker::shared();
+    let (topic, group) = (unique("healthy"), unique("g"));
+    testkit::create_topic(&broker.addr(), &topic, 9);
+    let addr = broker.addr();
+    let mut consumer = Spawned::start(
+        "c0",
+        &testkit::workspace_bin("consumer"),
+        &[
+            ("KAFKA_BROKERS", addr.as_str()),
+            ("TOPIC", topic.as_str()),
+            ("GROUP_ID", group.as_str()),
+            ("METRICS_ADDR", ""),
+        ],
+    );
+    wait_for(
+        "one member owning all 9",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || (owned(&consumer) == Some(9)).then_some(()),
+    );
+    let producer =
+        produce::RateProducer::start(&addr, &topic, 9, "h", 50, Duration::from_secs(180));
+    // A minute of samples, two seconds apart: the issue's `admin lag --watch 2s --format json`.
+    let (code, out, err) = run_bin(
+        ADMIN,
+        &[
+            "lag",
+            "--group",
+            &group,
+            "--topic",
+            &topic,
+            "--watch",
+            "2s",
+            "--samples",
+            "30",
+            "--format",
+            "json",
+        ],
+        &[("KAFKA_BROKERS", &addr)],
+        Duration::from_secs(150),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let samples: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(samples.len(), 30, "{out}");
+    let mut keeping_up = 0;
+    for (i, s) in samples.iter().enumerate() {
+        let f = &s["forecast"];
+        let said = format!("sample {i}: {s}");
+        assert_ne!(f["eta"]["kind"], "never", "{said}");
+        for p in s["partitions"].as_array().expect("partitions") {
+            assert_ne!(p["eta"]["kind"], "never", "{said}");
+            assert!(
+                !matches!(p["state"].as_str(), Some("FALLING_BEHIND" | "STALLED")),
+                "{said}"
+            );
+        }
+        let needed = &f["consumers_needed"];
+        let members = s["members"].as_u64().expect("members");
+        assert!(
+            needed["kind"] != "count" || needed["count"].as_u64() <= Some(members),
+            "{said}"
+        );
+        if f["state"] == "KEEPING_UP" {
+            keeping_up += 1;
+            assert_eq!(needed["kind"], "suffice", "{said}");
+            assert_eq!(needed["members"], 1, "{said}");
+        }
+    }
+    // Once a few commits were seen, it says so, with the rates it measured.
+    let last = &samples[samples.len() - 1]["forecast"];
+    assert_eq!(last["state"], "KEEPING_UP", "{last}");
+    let (produce, consume) = (
+        last["produce_rate"].as_f64().unwrap_or(0.0),
+        last["consume_rate"].as_f64().unwrap_or(0.0),
+    );
+    eprintln!(
+        "healthy group: {keeping_up} of 30 samples KEEPING_UP; last: producing {produce:.1}/s, consuming {consume:.1}/s"
+    );
+    assert!(
+        (produce - 50.0).abs() < 10.0 && (consume - produce).abs() < produce * 0.25,
+        "producing {produce:.1}/s, consuming {consume:.1}/s: {last}"
+    );
+    assert!(keeping_up >= 20, "{keeping_up} of 30 samples keeping up");
+    producer.stop();
+    assert_eq!(consumer.terminate(Duration::from_secs(15)), Some(0));
+}

@@ -209,6 +209,156 @@ fn unknown_group_unknown_topic_and_unreachable_brokers_fail_clearly() {
     );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("no broker in") && err.contains(&dead), "{err}");
+    assert!(
+        err.contains("waited up to 5s") && err.contains("--timeout or ADMIN_TIMEOUT"),
+        "the default deadline, and how to change it: {err}"
+    );
+}
+
+/// A wrong address that accepts connections and never answers (another service's port, a firewall
+/// that drops): `admin lag` gives up at its deadline, from ADMIN_TIMEOUT or --timeout (the flag
+/// wins), and says which. It used to wait about 28 s whatever ADMIN_TIMEOUT said.
+#[test]
+fn the_connection_deadline_comes_from_admin_timeout_or_the_flag() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr").to_string();
+    // Accept and hold every connection, answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    for (args, env, said) in [
+        (
+            vec!["lag"],
+            vec![("ADMIN_TIMEOUT", "1s")],
+            "waited up to 1s",
+        ),
+        (
+            vec!["lag", "--timeout", "2s"],
+            vec![("ADMIN_TIMEOUT", "1h")],
+            "waited up to 2s",
+        ),
+    ] {
+        let mut all = vec![("KAFKA_BROKERS", addr.as_str())];
+        all.extend(env);
+        // Far above either deadline: only a deadline that is not honoured reaches it.
+        let (code, _, err) = run_bin(ADMIN, &args, &all, Duration::from_secs(40));
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains(said) && err.contains("--timeout or ADMIN_TIMEOUT") && err.contains(&addr),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// `admin lag --watch` output read as it comes, for a watch that runs until stopped.
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Watch {
+    fn start(broker: &Broker, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(ADMIN)
+            .arg("lag")
+            .args(args)
+            .env_clear()
+            .envs(std::env::var("PATH").ok().map(|p| ("PATH".to_string(), p)))
+            .env("KAFKA_BROKERS", broker.addr())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawning admin lag");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stdout, sink) = (child.stdout.take(), std::sync::Arc::clone(&lines));
+        std::thread::spawn(move || {
+            if let Some(stdout) = stdout {
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if let Ok(mut l) = sink.lock() {
+                        l.push(line);
+                    }
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Operators start watching before the first member: `admin lag --watch` says it waits for the
+/// group, keeps waiting (it used to exit: "group does not exist"), and shows the group once it
+/// comes, without its topic given.
+#[test]
+fn watching_a_group_that_does_not_exist_yet_waits_for_it() {
+    let broker = Broker::shared();
+    let (topic, group) = (unique("watch-first"), unique("g"));
+    testkit::create_topic(&broker.addr(), &topic, 3);
+    produce::produce_seq(&broker.addr(), &topic, 3, "p", 30);
+    let mut watch = Watch::start(broker, &["--group", &group, "--watch", "500ms"]);
+    let waiting = format!("waiting for group {group}");
+    wait_for(
+        "admin lag to say it waits for the group",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || watch.text().contains(&waiting).then_some(()),
+    );
+    // Several samples later it is still there, and said it once.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(watch.running(), "it exited: {}", watch.text());
+    assert_eq!(
+        watch.text().matches(&waiting).count(),
+        1,
+        "{}",
+        watch.text()
+    );
+
+    let addr = broker.addr();
+    let mut c = Spawned::start(
+        "consumer",
+        &testkit::workspace_bin("consumer"),
+        &[
+            ("KAFKA_BROKERS", &addr),
+            ("TOPIC", &topic),
+            ("GROUP_ID", &group),
+            ("AUTO_COMMIT_INTERVAL", "500ms"),
+            ("METRICS_ADDR", ""),
+        ],
+    );
+    let shown = format!("group {group} on {topic}: stable, 1 member(s)");
+    wait_for(
+        "admin lag to show the group once it has a member",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || watch.text().contains(&shown).then_some(()),
+    );
+    assert!(watch.running());
+    assert_eq!(
+        c.terminate(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
 }
 
 /// `admin lag` and Kafka's own `kafka-consumer-groups --describe` agree partition by partition on

@@ -70,12 +70,10 @@ pub struct Config {
     /// a topic created after the group formed) are assigned.
     #[serde(default = "default_metadata_refresh")]
     pub metadata_refresh: HumanDuration,
-    /// `METRICS_ADDR`: where `/metrics`, `/healthz` and `/readyz` are served; empty disables them.
-    #[serde(
-        default = "runtime::http::default_metrics_addr",
-        deserialize_with = "runtime::http::metrics_addr"
-    )]
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `METRICS_ADDR`: where `/metrics`, `/healthz` and `/readyz` are served; empty disables them;
+    /// unset, port 9090 when free, else an ephemeral port (see [`runtime::http::MetricsAddr`]).
+    #[serde(default, deserialize_with = "runtime::http::metrics_addr")]
+    pub metrics_addr: runtime::http::MetricsAddr,
     /// `SHUTDOWN_TIMEOUT`: how long SIGTERM may take (finish the record, commit, leave).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: HumanDuration,

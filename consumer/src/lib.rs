@@ -103,12 +103,18 @@ pub async fn run(
     // Serve health before Kafka answers: a pod waiting for its brokers is alive, just not ready.
     let status_slot: Arc<OnceLock<tokio::sync::watch::Receiver<Status>>> =
         Arc::new(OnceLock::new());
-    if let Some(addr) = config.metrics_addr {
-        let listener = runtime::http::bind(addr)
-            .await
-            .map_err(|source| ConsumerError::Metrics { addr, source })?;
-        let bound = listener.local_addr().unwrap_or(addr);
-        tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    let listener = config
+        .metrics_addr
+        .bind()
+        .await
+        .map_err(|e| ConsumerError::Metrics {
+            addr: e.addr,
+            source: e.source,
+        })?;
+    if let Some(listener) = listener {
+        if let Ok(bound) = listener.local_addr() {
+            tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+        }
         let slot = Arc::clone(&status_slot);
         let ready: runtime::http::Readiness = Arc::new(move || readiness(&slot));
         tokio::spawn(runtime::http::serve(

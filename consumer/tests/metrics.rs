@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{consumer, metrics_addr};
 use testkit::http_get;
-use testkit::{produce, unique, wait_for};
+use testkit::{produce, unique, wait_for, Spawned};
 
 const POLL: Duration = Duration::from_millis(50);
 
@@ -87,4 +87,49 @@ fn metrics_parse_move_with_messages_and_readiness_follows_the_group() {
         },
     );
     assert_eq!(http_get(&addr, "/healthz").0, 200);
+}
+
+/// Two consumers and a producer on one machine, none told a METRICS_ADDR: each starts and serves
+/// its endpoints, on port 9090 (the first, if free) or on a port of its own, which it logs. A second
+/// consumer used to exit with "cannot listen on METRICS_ADDR 0.0.0.0:9090".
+#[test]
+fn several_binaries_on_one_machine_need_no_metrics_settings() {
+    let broker = common::broker();
+    let (topic, group) = (unique("no-metrics-addr"), unique("g"));
+    testkit::create_topic(&broker.addr(), &topic, 3);
+    let addr = broker.addr();
+    let consumer_env = [
+        ("KAFKA_BROKERS", addr.as_str()),
+        ("TOPIC", topic.as_str()),
+        ("GROUP_ID", group.as_str()),
+    ];
+    let mut running = vec![
+        Spawned::start("c1", common::CONSUMER, &consumer_env),
+        Spawned::start("c2", common::CONSUMER, &consumer_env),
+        Spawned::start(
+            "p1",
+            &testkit::workspace_bin("producer"),
+            &[("KAFKA_BROKERS", addr.as_str()), ("TOPIC", topic.as_str())],
+        ),
+    ];
+    let mut ports = std::collections::BTreeSet::new();
+    for p in &mut running {
+        let served = wait_for("its metrics address", Duration::from_secs(20), POLL, || {
+            metrics_addr(p)
+        });
+        let port = served.rsplit(':').next().unwrap_or_default().to_string();
+        let (code, _) = http_get(&format!("127.0.0.1:{port}"), "/healthz");
+        assert_eq!(code, 200, "{}: {}", p.name, p.stderr());
+        assert!(p.running(), "{} exited: {}", p.name, p.stderr());
+        ports.insert(port);
+    }
+    assert_eq!(ports.len(), 3, "one port each: {ports:?}");
+    for p in &mut running {
+        assert_eq!(
+            p.terminate(Duration::from_secs(20)),
+            Some(0),
+            "{}",
+            p.stderr()
+        );
+    }
 }

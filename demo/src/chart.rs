@@ -14,6 +14,12 @@ use crate::series::Row;
 
 const SIZE: (u32, u32) = (1200, 760);
 const FONT: &str = "sans-serif";
+/// The lag panel's height over its peak: the top rows hold the marks' labels.
+const LABEL_HEADROOM: f64 = 1.3;
+/// Pixels between a mark's line and its label.
+const LABEL_GAP: i32 = 4;
+/// Label rows, from the top, each this share of the panel's height.
+const LABEL_ROW: f64 = 0.06;
 
 /// The moments marked on the chart.
 #[derive(Debug, Clone, Default)]
@@ -34,8 +40,7 @@ pub fn write(
     svg: &Path,
     png: &Path,
 ) -> anyhow::Result<()> {
-    // The PNG's text needs a font; embedded, so a machine without fonts still gets labels.
-    let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+    register_font();
     {
         let root = SVGBackend::new(svg, SIZE).into_drawing_area();
         draw(&root, rows, title, marks).map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
@@ -49,6 +54,12 @@ pub fn write(
     Ok(())
 }
 
+/// The PNG's text needs a font; embedded, so a machine without fonts still gets labels (and text
+/// widths, which place the marks' labels, are measured the same everywhere).
+fn register_font() {
+    let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+}
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     rows: &[Row],
@@ -59,7 +70,9 @@ fn draw<DB: DrawingBackend>(
     let root = root.titled(title, (FONT, 24))?;
     let (upper, lower) = root.split_vertically(SIZE.1 * 64 / 100);
     let t_max = rows.last().map_or(1.0, |r| r.t).max(1.0);
-    let lag_max = rows.iter().map(|r| r.total).max().unwrap_or(0).max(10) as f64 * 1.08;
+    // Headroom above the peak for the marks' labels: the peak comes right at the scale-up, where
+    // they are.
+    let lag_max = rows.iter().map(|r| r.total).max().unwrap_or(0).max(10) as f64 * LABEL_HEADROOM;
     let total_color = RGBColor(31, 119, 180);
     let partition_color = RGBColor(150, 150, 150);
 
@@ -149,14 +162,14 @@ fn panel<'a, DB: DrawingBackend>(
 }
 
 /// Vertical lines at the scale-up, when the group settled and when it drained (labelled when
-/// `labels`), then the legend box.
+/// `labels`, beside their lines: see [`layout`]), then the legend box.
 fn finish<'a, DB: DrawingBackend + 'a>(
     chart: &mut Chart<'a, DB>,
     marks: &Marks,
     y_max: f64,
     labels: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let lines = [
+    let lines: Vec<(f64, String, RGBColor, u32)> = [
         marks
             .scaled
             .as_ref()
@@ -172,18 +185,45 @@ fn finish<'a, DB: DrawingBackend + 'a>(
         marks
             .drained
             .map(|t| (t, "drained".to_string(), RGBColor(44, 160, 44), 1)),
-    ];
-    for (i, (t, text, c, width)) in lines.into_iter().flatten().enumerate() {
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for (t, _, c, width) in &lines {
         chart.draw_series(LineSeries::new(
-            [(t, 0.0), (t, y_max)],
-            c.stroke_width(width),
+            [(*t, 0.0), (*t, y_max)],
+            c.stroke_width(*width),
         ))?;
-        if labels {
-            let y = y_max * (0.96 - 0.06 * i as f64);
+    }
+    if labels {
+        let font: TextStyle<'_> = (FONT, 15).into_font().into();
+        let xs: Vec<i32> = lines
+            .iter()
+            .map(|(t, ..)| chart.backend_coord(&(*t, 0.0)).0)
+            .collect();
+        let mut widths = Vec::new();
+        for (_, text, ..) in &lines {
+            widths.push(chart.plotting_area().estimate_text_size(text, &font)?.0 as i32);
+        }
+        let (pixels, _) = chart.plotting_area().get_pixel_range();
+        let x_range = chart.x_range();
+        let per_pixel =
+            (x_range.end - x_range.start) / f64::from((pixels.end - pixels.start).max(1));
+        for (i, ((_, text, c, _), label)) in lines
+            .iter()
+            .zip(layout(&xs, &widths, (pixels.start, pixels.end)))
+            .enumerate()
+        {
+            let left = match label.side {
+                Side::Right => xs[i] + LABEL_GAP,
+                Side::Left => xs[i] - LABEL_GAP - widths[i],
+            };
+            let t = x_range.start + f64::from(left - pixels.start) * per_pixel;
+            let y = y_max * (0.97 - LABEL_ROW * label.row as f64);
             chart.draw_series(std::iter::once(Text::new(
-                format!(" {text}"),
+                text.clone(),
                 (t, y),
-                (FONT, 15).into_font().color(&c),
+                font.clone().color(c),
             )))?;
         }
     }
@@ -194,4 +234,202 @@ fn finish<'a, DB: DrawingBackend + 'a>(
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(200, 200, 200))
         .draw()
+}
+
+/// Which side of its line a label goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Right,
+    Left,
+}
+
+/// Where a mark's label goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Label {
+    side: Side,
+    /// From the top.
+    row: usize,
+}
+
+/// Places the labels of vertical lines at pixels `xs`, `widths` pixels wide, within `plot`
+/// (left, right). Each goes beside its own line: to the right, unless that crosses another line
+/// or leaves the plot, then to the left (both bad: whichever crosses fewer lines); then in the
+/// first row where it overlaps no label already placed. The scale-up and "all partitions owned"
+/// come seconds apart: drawn to the right, the first label ran across the second line.
+fn layout(xs: &[i32], widths: &[i32], plot: (i32, i32)) -> Vec<Label> {
+    let span = |x: i32, w: i32, side: Side| match side {
+        Side::Right => (x + LABEL_GAP, x + LABEL_GAP + w),
+        Side::Left => (x - LABEL_GAP - w, x - LABEL_GAP),
+    };
+    let mut placed: Vec<((i32, i32), usize)> = Vec::new();
+    let mut out = Vec::new();
+    for (i, (&x, &w)) in xs.iter().zip(widths).enumerate() {
+        let cost = |side: Side| {
+            let (a, b) = span(x, w, side);
+            let crossed = xs
+                .iter()
+                .enumerate()
+                .filter(|&(j, &other)| j != i && other >= a - 1 && other <= b + 1)
+                .count();
+            (crossed, usize::from(a < plot.0 || b > plot.1))
+        };
+        // Right when it is clean (or no worse than left); costs compare lines crossed, then overflow.
+        let side = if cost(Side::Left) < cost(Side::Right) {
+            Side::Left
+        } else {
+            Side::Right
+        };
+        let (a, b) = span(x, w, side);
+        let row = (0..)
+            .find(|&row| {
+                placed
+                    .iter()
+                    .all(|&((c, d), r)| r != row || b + 6 < c || d + 6 < a)
+            })
+            .unwrap_or(0);
+        placed.push(((a, b), row));
+        out.push(Label { side, row });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The label boxes of `xs`/`widths` as placed.
+    fn boxes(xs: &[i32], widths: &[i32], labels: &[Label]) -> Vec<(i32, i32, usize)> {
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match l.side {
+                Side::Right => (xs[i] + LABEL_GAP, xs[i] + LABEL_GAP + widths[i], l.row),
+                Side::Left => (xs[i] - LABEL_GAP - widths[i], xs[i] - LABEL_GAP, l.row),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_label_never_runs_across_another_marks_line() {
+        // The demo's own chart: scaled up at x=557, every partition owned at 627, drained at 1069.
+        let (xs, widths) = ([557, 627, 1069], [150, 140, 55]);
+        let labels = layout(&xs, &widths, (90, 1190));
+        assert_eq!(labels[0].side, Side::Left, "{labels:?}");
+        assert_eq!(labels[1].side, Side::Right);
+        for (i, (a, b, _)) in boxes(&xs, &widths, &labels).into_iter().enumerate() {
+            for (j, x) in xs.iter().enumerate() {
+                assert!(
+                    j == i || *x < a || *x > b,
+                    "label {i} ({a}..{b}) crosses line {j} at {x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn labels_that_share_a_row_do_not_overlap() {
+        // Lines too close for every label to avoid every line: they still never overlap.
+        let (xs, widths) = ([500, 510, 520, 1100], [150, 140, 55, 90]);
+        let labels = layout(&xs, &widths, (90, 1190));
+        let b = boxes(&xs, &widths, &labels);
+        for (i, x) in b.iter().enumerate() {
+            for y in &b[i + 1..] {
+                assert!(
+                    x.2 != y.2 || x.1 < y.0 || y.1 < x.0,
+                    "{x:?} and {y:?} overlap: {labels:?}"
+                );
+            }
+        }
+        assert_eq!(
+            labels[3],
+            Label {
+                side: Side::Left,
+                row: 0
+            },
+            "no room on the right of the last line"
+        );
+    }
+
+    /// The chart itself, as SVG: the scale-up's label does not cross the "all partitions owned"
+    /// line drawn 3 s later, and no label sits on the lag curve.
+    #[test]
+    fn the_drawn_chart_keeps_labels_off_the_other_lines() {
+        register_font();
+        let rows: Vec<Row> = (0..=45)
+            .map(|t| {
+                let t = t as f64;
+                let total = if t <= 23.0 {
+                    156.0 * t
+                } else {
+                    (3600.0 - 180.0 * (t - 23.0)).max(100.0)
+                } as i64;
+                Row {
+                    t,
+                    phase: if t < 20.0 { 1 } else { 2 },
+                    consumers: if t < 20.0 { 1 } else { 9 },
+                    owners: 9,
+                    owned: 9,
+                    produced: 0,
+                    consumed: 0,
+                    produce_rate: 200.0,
+                    consume_rate: 50.0,
+                    lags: vec![total],
+                    total,
+                }
+            })
+            .collect();
+        let marks = Marks {
+            scaled: Some((20.0, "scaled to 9 consumers".into())),
+            settled: Some(23.0),
+            drained: Some(42.0),
+        };
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+            draw(&root, &rows, "test", &marks).expect("draw");
+            root.present().expect("present");
+        }
+        let doc = roxmltree::Document::parse(&svg).expect("svg");
+        // The marks' vertical lines: polylines from the top of the panel to its bottom.
+        let lines: Vec<(String, f64)> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .filter_map(|n| {
+                let pts: Vec<(f64, f64)> = n
+                    .attribute("points")?
+                    .split_whitespace()
+                    .filter_map(|p| {
+                        let (x, y) = p.split_once(',')?;
+                        Some((x.parse().ok()?, y.parse().ok()?))
+                    })
+                    .collect();
+                let stroke = n.attribute("stroke")?.to_string();
+                (pts.len() == 2 && pts[0].0 == pts[1].0 && (pts[0].1 - pts[1].1).abs() > 300.0)
+                    .then(|| (stroke, pts[0].0))
+            })
+            .collect();
+        for label in ["scaled to 9 consumers", "all partitions owned", "drained"] {
+            let text = doc
+                .descendants()
+                .find(|n| n.has_tag_name("text") && n.text().is_some_and(|t| t.trim() == label))
+                .unwrap_or_else(|| panic!("no label {label}"));
+            let x: f64 = text.attribute("x").and_then(|x| x.parse().ok()).expect("x");
+            let size: f64 = text
+                .attribute("font-size")
+                .and_then(|s| s.parse().ok())
+                .expect("font-size");
+            let colour = text.attribute("fill").expect("fill");
+            // DejaVu Sans averages well under 0.6 em a character.
+            let right = x + 0.6 * size * label.len() as f64;
+            for (stroke, at) in &lines {
+                if stroke.eq_ignore_ascii_case(colour) {
+                    continue;
+                }
+                assert!(
+                    *at < x || *at > right,
+                    "'{label}' ({x:.0}..{right:.0}) runs across the {stroke} line at {at}"
+                );
+            }
+        }
+    }
 }

@@ -224,7 +224,9 @@ async fn prepare(
             kafka_brokers: brokers.to_vec(),
             client_id: "demo-lag".into(),
             topic: config.topic.clone(),
+            admin_timeout: None,
         },
+        Duration::from_secs(30),
         cancel,
     )
     .await
@@ -465,6 +467,7 @@ fn verdicts(config: &Config, progress: &mut Progress) -> Vec<String> {
     if let Some(before) = &progress.before_scale {
         let needed = match &before.needed {
             Needed::Count { count, .. } => Some(*count),
+            Needed::Suffice { members } => Some(*members),
             Needed::Unknown { .. } => None,
         };
         let outcome = if progress.drained_at.is_some() {
@@ -476,9 +479,11 @@ fn verdicts(config: &Config, progress: &mut Progress) -> Vec<String> {
         };
         out.push(match needed {
             Some(n) if n <= config.consumers as usize => format!(
-                "before the scale-up: {} (lag {:+.0}/s); {} consumers are enough: {outcome}",
+                "before the scale-up: {}{}; {} consumers are enough: {outcome}",
                 view::needed_text(&before.needed),
-                before.produce_rate - before.consume_rate,
+                before
+                    .growth
+                    .map_or(String::new(), |g| format!(" (lag {g:+.0}/s)")),
                 config.consumers
             ),
             Some(_) => format!(

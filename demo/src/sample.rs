@@ -41,6 +41,7 @@ impl Sampler {
                 reset: Reset::Earliest,
                 window,
                 samples: None,
+                timeout: Duration::from_secs(30),
             },
             history: History::new(window.as_secs_f64()),
             base: None,

@@ -5,14 +5,43 @@
 //! - **Offset lag** of a partition = log-end offset − committed offset, never negative (offsets read a
 //!   moment apart are clamped, and the clamp is reported). A partition without a commit is its own
 //!   state, `NO_COMMIT`; its lag counts from the group's reset position (earliest: the log start).
-//! - **Rates** come from successive snapshots over a window: production from the log-end offsets,
-//!   consumption from the committed offsets, the latter only across pairs of snapshots in which the
-//!   group was stable with the same members, so rebalance pauses do not read as slow consumers.
-//! - **Drain ETA** = lag / (consume − produce); "never" when that is not positive. For the group, the
-//!   slowest owner decides it (owners unknown: the slowest partition).
-//! - **Consumers needed** = the smallest n whose busiest member (a member owns whole partitions: with n
-//!   members, contiguous blocks of ⌈P/n⌉ or ⌊P/n⌋) keeps up with its partitions' production, given the
-//!   measured capacity of one saturated member. Capped at P, flagged when P is the limit.
+//! - **Production** is the log-end growth over the window: log ends move smoothly.
+//! - **Consumption** is measured *between commits*, never over a fixed span. Committed offsets move
+//!   in steps, one per commit interval; the committed growth over a fixed window counts four or five
+//!   steps of a 5 s interval in 25 s, so a consumer that keeps up reads 20 % slow, and a 30 s interval
+//!   reads as zero or double. From the first commit seen to the last, the span holds whole commit
+//!   intervals, so the rate is exact up to the sampling interval. A commit is dated halfway between
+//!   the sample before it and the sample that saw it. A commit is its member's: when any partition
+//!   of a member moves, every partition it owns gets a commit, moved or not (owners unknown: any
+//!   move is the group's commit). A saturated member works through its partitions in turns, so one
+//!   partition's own moves come in bursts, and measured between them it read as consuming up to
+//!   several times its share. Only commits of the current membership count, and only pairs within
+//!   one stable period, so rebalance pauses do not read as slow consumers.
+//! - **Lag at commit** = the log end when a commit landed − the committed offset: how far the
+//!   consumer was from the log end when it committed. A consumer that keeps up reaches the log end at
+//!   every commit, whatever its commit interval: what is left is what arrived while it fetched and
+//!   processed its last batch ([`BATCH_SECS`], [`BATCH_RECORDS`]) and while the sample that saw the
+//!   commit was on its way (half the sampling interval).
+//! - **Growth** = the change of the lag at commit per second, across commits: production minus
+//!   consumption, measured at the same moments. It counts only when it stands out of its own noise
+//!   (twice its standard error, and [`RATE_TOLERANCE`] of production).
+//! - **States**, per partition, in this order: `NO_COMMIT`; `EMPTY` (the group has no members);
+//!   `REBALANCING`; `KEEPING_UP` (nothing behind, or the lag at the last commit within the slack);
+//!   `STALLED` (behind, and its owner moved none of its partitions for the window, or for two
+//!   commit intervals when the interval is longer, or two windows while it is unknown: a stuck
+//!   consumer; a partition waiting its turn at a busy member is falling behind instead);
+//!   `FALLING_BEHIND` (growth above noise); `DRAINING` (growth below minus the
+//!   noise); `KEEPING_UP` again when the lag is bounded (no growth either way over at least half the
+//!   window); `MEASURING` otherwise (too few commits to tell). The group takes its members' worst.
+//! - **Drain ETA** = lag / −growth for a draining partition; "never" only for a partition falling
+//!   behind or stalled. For the group, the slowest owner decides (owners unknown: the slowest
+//!   partition).
+//! - **Consumers needed**: from evidence of saturation only. A group with no partition falling behind
+//!   needs no more members than it has: "the current N suffice". A member whose partitions' lag grows
+//!   is saturated: its consumption (over all its partitions) is its capacity. Then the answer is the
+//!   smallest n whose busiest member (a member owns whole partitions: with n members, contiguous
+//!   blocks of ⌈P/n⌉ or ⌊P/n⌋) keeps up with its partitions' production. Capped at P, flagged when P
+//!   is the limit.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -67,6 +96,11 @@ impl Snapshot {
     pub fn stable(&self) -> bool {
         self.group_state == "Stable"
     }
+
+    /// Whether nobody consumes: no members (`Empty`, or `Dead` for a group the broker forgot).
+    pub fn empty(&self) -> bool {
+        self.members.is_empty()
+    }
 }
 
 /// How a partition's lag was computed.
@@ -115,55 +149,118 @@ pub fn time_lag_secs(p: &PartitionSnapshot, wall_ms: i64) -> f64 {
         .map_or(0.0, |ts| ((wall_ms - ts).max(0) as f64) / 1000.0)
 }
 
-/// Where a partition stands, judged over the window.
+/// Where a partition (or the group) stands, judged over the window. See the crate docs for the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum State {
-    /// The group never committed it.
+    /// The group never committed it: its lag counts from the reset position.
     NoCommit,
-    /// Keeping up, and less than [`CAUGHT_UP_SECS`] of production behind (or nothing behind).
-    CaughtUp,
-    /// Behind, and consumption outpaces production.
+    /// The group has no members: nothing consumes.
+    Empty,
+    /// The group is rebalancing: nothing is consumed until it is stable again.
+    Rebalancing,
+    /// Too few commits yet to tell; the lag at the last one was more than the slack.
+    Measuring,
+    /// Nothing behind but what the commit interval and fetch batching leave, or a lag that does not
+    /// grow.
+    KeepingUp,
+    /// Behind, and consumption outpaces production: the ETA says when it is done.
     Draining,
-    /// Behind, and production outpaces consumption.
-    Growing,
-    /// Behind, and nothing was consumed over the window.
+    /// Behind, and production outpaces consumption: the lag grows.
+    FallingBehind,
+    /// Behind, and its owner (owners unknown: the group) moved nothing for the window: stuck.
     Stalled,
 }
 
-/// Behind by at most this many seconds of production counts as caught up: a consumer that keeps up
-/// still trails by up to its commit interval.
-pub const CAUGHT_UP_SECS: f64 = 10.0;
+impl State {
+    /// The name shown in the table and the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::NoCommit => "NO_COMMIT",
+            State::Empty => "EMPTY",
+            State::Rebalancing => "REBALANCING",
+            State::Measuring => "MEASURING",
+            State::KeepingUp => "KEEPING_UP",
+            State::Draining => "DRAINING",
+            State::FallingBehind => "FALLING_BEHIND",
+            State::Stalled => "STALLED",
+        }
+    }
+
+    /// In words, for people.
+    pub fn words(self) -> &'static str {
+        match self {
+            State::NoCommit => "no commit yet",
+            State::Empty => "empty (no members)",
+            State::Rebalancing => "rebalancing",
+            State::Measuring => "measuring (too few commits yet)",
+            State::KeepingUp => "keeping up",
+            State::Draining => "draining",
+            State::FallingBehind => "falling behind",
+            State::Stalled => "stalled",
+        }
+    }
+
+    /// How much a partition in this state worries an operator: the group shows its worst.
+    fn severity(self) -> u8 {
+        match self {
+            State::NoCommit | State::Empty | State::Rebalancing => 0,
+            State::KeepingUp => 1,
+            State::Measuring => 2,
+            State::Draining => 3,
+            State::FallingBehind => 4,
+            State::Stalled => 5,
+        }
+    }
+}
+
+/// A consumer that keeps up may trail the log end at a commit by what arrives while it fetches and
+/// processes one batch: this many seconds of production (a fetch waits up to 0.5 s by default in
+/// Java, librdkafka and ours; the batch is processed after it arrives) ...
+pub const BATCH_SECS: f64 = 2.0;
+/// ... plus this many records, for partitions so slow that one batch is a few records.
+pub const BATCH_RECORDS: f64 = 10.0;
+/// A growth rate under this share of production is not told apart from keeping up.
+pub const RATE_TOLERANCE: f64 = 0.02;
+/// Commits are remembered for this many windows: a long commit interval needs a few to be measured.
+const HORIZON_WINDOWS: f64 = 4.0;
+/// Fewest commits the consumption rate is taken over, reaching back past the window if need be.
+const MIN_COMMITS: usize = 3;
 
 /// A forward estimate of when the lag reaches zero.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Eta {
-    /// Nothing to drain.
+    /// Nothing to drain: no lag, or only what the next commit clears (keeping up).
     Now,
     /// In this many seconds at the measured rates.
     In {
         /// Seconds.
         secs: f64,
     },
-    /// Not at the measured rates.
+    /// Not at the measured rates: falling behind or stalled.
     Never {
         /// Why, in words.
         reason: String,
     },
-    /// Not enough history yet.
+    /// Not known: measuring, rebalancing, no members, or no commit.
     Unknown,
 }
 
-/// Rates of one partition over the window, messages per second.
+/// Rates of one partition, messages per second.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Rates {
-    /// Production (log-end growth).
+    /// Production: log-end growth over the window.
     pub produce: f64,
-    /// Consumption (committed growth, stable periods only).
-    pub consume: f64,
-    /// Seconds of stable history the consumption rate is based on.
+    /// Consumption: committed growth between the first and last commit taken (see the crate docs);
+    /// `None` until two commits of the current membership were seen, but 0 when stalled.
+    pub consume: Option<f64>,
+    /// Seconds between the commits the consumption rate is taken over (stable periods only).
     pub stable_secs: f64,
+    /// Commits it is taken over.
+    pub commits: usize,
+    /// The longest time between two commits seen: the group's commit interval, or more.
+    pub commit_interval: Option<f64>,
 }
 
 /// One partition's forecast.
@@ -179,13 +276,24 @@ pub struct PartitionForecast {
     pub rates: Option<Rates>,
     /// Drain ETA.
     pub eta: Eta,
+    /// Lag change, messages/s: positive growing, negative draining (`None`: not measured yet).
+    pub growth: Option<f64>,
+    /// How far from the log end the consumer was at its last commit.
+    pub lag_at_commit: Option<i64>,
+    /// Seconds since the committed offset last moved, or since the group became stable.
+    pub since_commit_secs: Option<f64>,
 }
 
 /// How many consumers the group needs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Needed {
-    /// This many keep up.
+    /// Nothing falls behind: the members the group has are enough (it may drain, too).
+    Suffice {
+        /// Members now.
+        members: usize,
+    },
+    /// Something falls behind: this many keep up.
     Count {
         /// Consumers.
         count: usize,
@@ -195,7 +303,7 @@ pub enum Needed {
         /// answer equals the partition count.
         limited_by_partitions: bool,
     },
-    /// Cannot be measured yet.
+    /// Cannot be told yet.
     Unknown {
         /// Why.
         reason: String,
@@ -207,52 +315,178 @@ pub enum Needed {
 pub struct Forecast {
     /// Per partition.
     pub partitions: Vec<PartitionForecast>,
+    /// The group's state: its partitions' worst, or the group's own (empty, rebalancing).
+    pub state: State,
+    /// Members now.
+    pub members: usize,
     /// Sum of partition lags.
     pub total_lag: i64,
     /// Total production, messages/s.
     pub produce_rate: f64,
-    /// Total consumption, messages/s.
-    pub consume_rate: f64,
+    /// Total consumption, messages/s; `None` while a partition's is still being measured.
+    pub consume_rate: Option<f64>,
+    /// Falling behind: how fast the lag grows; draining: how fast it falls (negative); messages/s.
+    pub growth: Option<f64>,
     /// When the slowest owner catches up.
     pub eta: Eta,
     /// Consumers needed to keep up.
     pub needed: Needed,
 }
 
-/// Snapshots over a sliding window.
+/// One commit as seen in the samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Commit {
+    /// Halfway between the sample before it and the sample that saw it.
+    at: f64,
+    /// The committed offset.
+    committed: i64,
+    /// The log end at `at` (interpolated between the two samples).
+    log_end: f64,
+    /// The stable period it belongs to: rates never span two.
+    segment: u64,
+}
+
+impl Commit {
+    /// How far the consumer was from the log end when it committed.
+    fn lag(&self) -> f64 {
+        (self.log_end - self.committed as f64).max(0.0)
+    }
+}
+
+/// What the history knows about one partition's commits.
+#[derive(Debug, Clone, Default)]
+struct Track {
+    /// Commits of its owner in the current membership (whether this partition moved or not),
+    /// oldest first, within the horizon.
+    commits: VecDeque<Commit>,
+    /// The current stable period.
+    segment: u64,
+    /// When it started.
+    segment_start: f64,
+    /// When its committed offset last moved, in the current stable period.
+    moved: Option<f64>,
+}
+
+/// Snapshots over a sliding window, and the commits seen in them.
 #[derive(Debug, Clone)]
 pub struct History {
-    /// Oldest first.
+    /// Oldest first, within the window.
     snapshots: VecDeque<Snapshot>,
     /// Seconds of history kept.
     window: f64,
+    /// Per partition.
+    tracks: BTreeMap<i32, Track>,
+}
+
+/// What one partition's commits say, before judging.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    rates: Rates,
+    /// Lag at the last commit of the current stable period.
+    lag_at_commit: Option<f64>,
+    /// Growth and its standard error.
+    growth: Option<(f64, f64)>,
+    /// Seconds since the partition's committed offset last moved.
+    since_commit: f64,
+    /// Seconds since its owner (owners unknown: the group) last moved any of its partitions: a
+    /// stuck consumer, where a partition waiting its turn at a busy one is not.
+    since_progress: f64,
 }
 
 impl History {
-    /// Keeps `window` seconds of snapshots. Make it several commit intervals long: committed offsets
-    /// move in steps.
+    /// Keeps `window` seconds of snapshots (commits for a few windows more). The window is what a
+    /// stall is judged over: make it longer than the group's commit interval.
     pub fn new(window: f64) -> Self {
         Self {
             snapshots: VecDeque::new(),
             window,
+            tracks: BTreeMap::new(),
         }
     }
 
-    /// Adds a snapshot, forgetting those older than the window (keeping at least two).
+    /// Adds a snapshot, noting the commits it shows and forgetting what is older than the window
+    /// (keeping at least two snapshots).
     pub fn push(&mut self, snapshot: Snapshot) {
-        // Membership changed: consumption measured before it says nothing about the new group.
-        if self
-            .snapshots
-            .back()
-            .is_some_and(|last| last.members != snapshot.members)
-        {
-            let keep_from = self.snapshots.len().saturating_sub(1);
-            self.snapshots.drain(..keep_from);
+        let prev = self.snapshots.back();
+        let membership_changed = prev.is_some_and(|p| p.members != snapshot.members);
+        let continuous =
+            prev.is_some_and(|p| p.stable() && snapshot.stable()) && !membership_changed;
+        let before = |partition: i32| {
+            prev.and_then(|s| s.partitions.iter().find(|q| q.partition == partition))
+        };
+        let moved = |p: &PartitionSnapshot| {
+            matches!(
+                (before(p.partition).and_then(|b| b.committed), p.committed),
+                (Some(x), Some(y)) if y > x
+            ) || matches!(
+                (before(p.partition).map(|b| b.committed), p.committed),
+                (Some(None), Some(_))
+            )
+        };
+        // Who committed between the two snapshots. A member commits all its partitions at once, so
+        // each of them gets a commit, moved or not: a saturated member works through its
+        // partitions in turns, and a partition measured only between its own moves would read as
+        // consuming in bursts, faster than it does. Owners unknown: any move is the group's commit.
+        let movers: Vec<&PartitionSnapshot> =
+            snapshot.partitions.iter().filter(|p| moved(p)).collect();
+        let committers: Option<BTreeSet<&str>> =
+            movers.iter().map(|p| p.owner.as_deref()).collect();
+        let committed_now = |p: &PartitionSnapshot| match &committers {
+            _ if movers.is_empty() => false,
+            Some(owners) => p.owner.as_deref().is_some_and(|o| owners.contains(o)),
+            None => true,
+        };
+        for p in &snapshot.partitions {
+            let track = self.tracks.entry(p.partition).or_insert_with(|| Track {
+                segment_start: snapshot.at,
+                ..Track::default()
+            });
+            if membership_changed {
+                // Consumption measured before says nothing about the new group.
+                track.commits.clear();
+            }
+            let (Some(b), true) = (before(p.partition), continuous) else {
+                track.segment += 1;
+                track.segment_start = snapshot.at;
+                track.moved = None;
+                continue;
+            };
+            let at = (prev.map_or(snapshot.at, |s| s.at) + snapshot.at) / 2.0;
+            match (b.committed, p.committed) {
+                // Offsets reset backwards, or deleted: a fresh start.
+                (Some(x), Some(y)) if y < x => {
+                    track.segment += 1;
+                    track.segment_start = snapshot.at;
+                    track.moved = None;
+                }
+                (Some(_), None) => {
+                    track.segment += 1;
+                    track.segment_start = snapshot.at;
+                    track.moved = None;
+                }
+                (_, Some(committed)) if committed_now(p) => {
+                    if moved(p) {
+                        track.moved = Some(at);
+                    }
+                    track.commits.push_back(Commit {
+                        at,
+                        committed,
+                        log_end: (b.log_end + p.log_end) as f64 / 2.0,
+                        segment: track.segment,
+                    });
+                }
+                _ => {}
+            }
+        }
+        let horizon = snapshot.at - self.window * HORIZON_WINDOWS;
+        for track in self.tracks.values_mut() {
+            while track.commits.front().is_some_and(|c| c.at < horizon) {
+                track.commits.pop_front();
+            }
         }
         self.snapshots.push_back(snapshot);
         while self.snapshots.len() > 2
-            && self.snapshots.back().map(|b| b.at).unwrap_or(0.0) - self.snapshots[0].at
-                > self.window
+            && self.snapshots.back().map_or(0.0, |b| b.at) - self.snapshots[0].at > self.window
         {
             self.snapshots.pop_front();
         }
@@ -263,77 +497,143 @@ impl History {
         self.snapshots.back()
     }
 
-    /// Per-partition rates over the window; `None` before two snapshots.
+    /// The window, in seconds.
+    pub fn window(&self) -> f64 {
+        self.window
+    }
+
+    /// Mean seconds between snapshots in the window.
+    fn sample_interval(&self) -> f64 {
+        match (self.snapshots.front(), self.snapshots.back()) {
+            (Some(a), Some(b)) if self.snapshots.len() > 1 => {
+                (b.at - a.at) / (self.snapshots.len() - 1) as f64
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// Per-partition rates; `None` before two snapshots.
     pub fn rates(&self) -> Option<BTreeMap<i32, Rates>> {
+        let measures = self.measures()?;
+        Some(measures.into_iter().map(|(p, m)| (p, m.rates)).collect())
+    }
+
+    fn measures(&self) -> Option<BTreeMap<i32, Measure>> {
         let (first, last) = (self.snapshots.front()?, self.snapshots.back()?);
         let span = last.at - first.at;
         if self.snapshots.len() < 2 || span <= 0.0 {
             return None;
         }
+        let dt = self.sample_interval();
         let mut out = BTreeMap::new();
         for p in &last.partitions {
             let start = first.partitions.iter().find(|q| q.partition == p.partition);
             let produce = start.map_or(0.0, |s| (p.log_end - s.log_end).max(0) as f64 / span);
-            let (mut consumed, mut stable_secs) = (0.0, 0.0);
-            for pair in self.snapshots.iter().collect::<Vec<_>>().windows(2) {
+            let track = self.tracks.get(&p.partition);
+            let empty = VecDeque::new();
+            let commits = track.map_or(&empty, |t| &t.commits);
+            let (segment, segment_start) =
+                track.map_or((0, first.at), |t| (t.segment, t.segment_start));
+
+            // The commits to measure over: those in the window, or at least the last few.
+            let recent = commits
+                .iter()
+                .filter(|c| c.at >= last.at - self.window)
+                .count();
+            let take = recent.max(MIN_COMMITS).min(commits.len());
+            let chosen: Vec<Commit> = commits.iter().skip(commits.len() - take).copied().collect();
+            let (mut secs, mut consumed, mut grown, mut periods) = (0.0, 0.0, 0.0, 0usize);
+            let mut steps = Vec::new();
+            for pair in chosen.windows(2) {
                 let (a, b) = (pair[0], pair[1]);
-                if !(a.stable() && b.stable()) {
+                if a.segment != b.segment {
                     continue;
                 }
-                let before = a
-                    .partitions
-                    .iter()
-                    .find(|q| q.partition == p.partition)
-                    .and_then(|q| q.committed);
-                let after = b
-                    .partitions
-                    .iter()
-                    .find(|q| q.partition == p.partition)
-                    .and_then(|q| q.committed);
-                if let (Some(x), Some(y)) = (before, after) {
-                    consumed += (y - x).max(0) as f64;
+                if steps.is_empty() || steps.last().is_some_and(|&(s, _, _)| s != a.segment) {
+                    periods += 1;
                 }
-                stable_secs += b.at - a.at;
+                secs += b.at - a.at;
+                consumed += (b.committed - a.committed) as f64;
+                grown += b.lag() - a.lag();
+                steps.push((a.segment, b.at - a.at, b.lag() - a.lag()));
             }
-            let consume = if stable_secs > 0.0 {
-                consumed / stable_secs
-            } else {
-                0.0
-            };
+            let commit_interval = commits
+                .iter()
+                .zip(commits.iter().skip(1))
+                .filter(|(a, b)| a.segment == b.segment)
+                .map(|(a, b)| b.at - a.at)
+                .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g))));
+            let current = commits.back().filter(|c| c.segment == segment);
+            let moved = track.and_then(|t| t.moved);
+            let since_commit = last.at - moved.map_or(segment_start, |m| m.max(segment_start));
+            // Commits are only recorded when the committer moved something.
+            let since_progress =
+                last.at - current.map_or(segment_start, |c| c.at.max(segment_start));
+            let growth = (secs > 0.0).then(|| {
+                let g = grown / secs;
+                // The noise of the lag at commit, from how unevenly it moved between commits; and at
+                // least what dating a commit to half a sampling interval leaves (uniform: dt/√12
+                // each end).
+                let residual = steps
+                    .iter()
+                    .map(|&(_, d, l)| (l - g * d).powi(2))
+                    .sum::<f64>()
+                    / steps.len().max(1) as f64;
+                let se = ((periods.max(1) as f64 * residual).sqrt() / secs)
+                    .max(0.41 * produce * dt * (periods.max(1) as f64).sqrt() / secs);
+                (g, se)
+            });
             out.insert(
                 p.partition,
-                Rates {
-                    produce,
-                    consume,
-                    stable_secs,
+                Measure {
+                    rates: Rates {
+                        produce,
+                        consume: (secs > 0.0).then(|| consumed / secs),
+                        stable_secs: secs,
+                        commits: chosen.len(),
+                        commit_interval,
+                    },
+                    lag_at_commit: current.map(Commit::lag),
+                    growth,
+                    since_commit,
+                    since_progress,
                 },
             );
         }
         Some(out)
     }
 
+    /// How long without a commit, while behind, makes a partition stalled: the window, or two
+    /// commit intervals when the group commits less often; twice the window while the interval is
+    /// not known yet (fewer than two commits seen).
+    fn stall_after(&self, commit_interval: Option<f64>) -> f64 {
+        match commit_interval {
+            Some(c) => self.window.max(2.0 * c + 2.0 * self.sample_interval()),
+            None => 2.0 * self.window,
+        }
+    }
+
     /// The forecast from the current window.
     pub fn forecast(&self, reset: Reset) -> Option<Forecast> {
         let latest = self.latest()?;
-        let rates = self.rates();
+        let measures = self.measures();
+        let dt = self.sample_interval();
         let mut partitions = Vec::new();
         for p in &latest.partitions {
             let lag = lag(p, reset);
-            let r = rates.as_ref().and_then(|r| r.get(&p.partition)).copied();
-            partitions.push(PartitionForecast {
+            let m = measures.as_ref().and_then(|m| m.get(&p.partition)).copied();
+            let mut f = PartitionForecast {
                 partition: p.partition,
                 lag,
-                state: state(p, lag, r),
-                rates: r,
-                eta: r.map_or(Eta::Unknown, |r| {
-                    eta(
-                        lag.messages,
-                        r.produce,
-                        r.consume,
-                        &format!("partition {}", p.partition),
-                    )
-                }),
-            });
+                state: State::Measuring,
+                rates: m.map(|m| m.rates),
+                eta: Eta::Unknown,
+                growth: m.and_then(|m| m.growth).map(|(g, _)| g),
+                lag_at_commit: m.and_then(|m| m.lag_at_commit).map(|l| l.round() as i64),
+                since_commit_secs: m.map(|m| m.since_commit),
+            };
+            self.judge(latest, p, &mut f, m, dt);
+            partitions.push(f);
         }
         let total_lag = partitions.iter().map(|p| p.lag.messages).sum();
         let produce_rate = partitions
@@ -343,176 +643,260 @@ impl History {
             .sum();
         let consume_rate = partitions
             .iter()
-            .filter_map(|p| p.rates)
-            .map(|r| r.consume)
-            .sum();
-        let eta = group_eta(latest, &partitions);
-        let needed = needed(latest, &partitions);
+            .map(|p| p.rates.and_then(|r| r.consume))
+            .sum::<Option<f64>>();
+        let state = group_state(latest, &partitions);
+        let growth = match state {
+            State::FallingBehind | State::Draining => Some(
+                partitions
+                    .iter()
+                    .filter(|p| p.state == state)
+                    .filter_map(|p| p.growth)
+                    .sum(),
+            ),
+            _ => None,
+        };
+        let eta = group_eta(latest, state, &partitions);
+        let needed = needed(latest, state, &partitions);
         Some(Forecast {
             partitions,
+            state,
+            members: latest.members.len(),
             total_lag,
             produce_rate,
             consume_rate,
+            growth,
             eta,
             needed,
         })
     }
-}
 
-fn state(p: &PartitionSnapshot, lag: Lag, rates: Option<Rates>) -> State {
-    if p.committed.is_none() {
-        return State::NoCommit;
-    }
-    let Some(r) = rates else {
-        return if lag.messages == 0 {
-            State::CaughtUp
-        } else {
-            State::Growing
-        };
-    };
-    // Keeping up (within the noise of stepwise commits) with little behind.
-    let keeping_up = r.consume >= r.produce * 0.95;
-    if lag.messages == 0
-        || (keeping_up && r.produce > 0.0 && lag.messages as f64 / r.produce <= CAUGHT_UP_SECS)
-    {
-        State::CaughtUp
-    } else if r.stable_secs > 0.0 && r.consume == 0.0 {
-        State::Stalled
-    } else if r.consume > r.produce {
-        State::Draining
-    } else {
-        State::Growing
-    }
-}
-
-fn eta(lag: i64, produce: f64, consume: f64, what: &str) -> Eta {
-    if lag == 0 {
-        return Eta::Now;
-    }
-    let net = consume - produce;
-    if net > 0.0 {
-        Eta::In {
-            secs: lag as f64 / net,
-        }
-    } else if consume == 0.0 {
-        Eta::Never {
-            reason: format!("{what}: nothing consumed while {produce:.1}/s is produced"),
-        }
-    } else {
-        Eta::Never {
-            reason: format!("{what}: consuming {consume:.1}/s, producing {produce:.1}/s"),
-        }
-    }
-}
-
-/// The slowest owner decides; without owners, the slowest partition.
-fn group_eta(latest: &Snapshot, partitions: &[PartitionForecast]) -> Eta {
-    if partitions.iter().any(|p| p.rates.is_none()) {
-        return Eta::Unknown;
-    }
-    let owners: BTreeMap<&str, Vec<&PartitionForecast>> =
-        partitions.iter().fold(BTreeMap::new(), |mut acc, f| {
-            let owner = latest
-                .partitions
-                .iter()
-                .find(|p| p.partition == f.partition)
-                .and_then(|p| p.owner.as_deref());
-            if let Some(owner) = owner {
-                acc.entry(owner).or_default().push(f);
+    /// Sets `f`'s state and ETA: see the crate docs for the order of the rules.
+    fn judge(
+        &self,
+        latest: &Snapshot,
+        p: &PartitionSnapshot,
+        f: &mut PartitionForecast,
+        m: Option<Measure>,
+        dt: f64,
+    ) {
+        let what = format!("partition {}", p.partition);
+        f.state = if p.committed.is_none() {
+            State::NoCommit
+        } else if latest.empty() {
+            State::Empty
+        } else if !latest.stable() {
+            State::Rebalancing
+        } else if f.lag.messages == 0 {
+            State::KeepingUp
+        } else if let Some(m) = m {
+            let lag = f.lag.messages as f64;
+            let slack = m.rates.produce * (dt / 2.0 + BATCH_SECS) + BATCH_RECORDS;
+            let reached = m.lag_at_commit.unwrap_or(lag) <= slack;
+            if lag > slack && m.since_progress > self.stall_after(m.rates.commit_interval) {
+                State::Stalled
+            } else if reached {
+                State::KeepingUp
+            } else if let Some((g, se)) = m.growth {
+                let tolerance = (2.0 * se).max(RATE_TOLERANCE * m.rates.produce).max(0.01);
+                if g > tolerance {
+                    State::FallingBehind
+                } else if g < -tolerance {
+                    State::Draining
+                } else if m.rates.stable_secs >= self.window / 2.0 {
+                    // Behind, but not more so than half a window ago: bounded.
+                    State::KeepingUp
+                } else {
+                    State::Measuring
+                }
+            } else {
+                State::Measuring
             }
-            acc
-        });
-    let etas: Vec<Eta> =
-        if owners.is_empty() || owners.values().map(Vec::len).sum::<usize>() < partitions.len() {
-            partitions.iter().map(|p| p.eta.clone()).collect()
         } else {
-            owners
-                .iter()
-                .map(|(owner, ps)| {
-                    let lag: i64 = ps.iter().map(|p| p.lag.messages).sum();
-                    let produce: f64 = ps.iter().filter_map(|p| p.rates).map(|r| r.produce).sum();
-                    let consume: f64 = ps.iter().filter_map(|p| p.rates).map(|r| r.consume).sum();
-                    eta(lag, produce, consume, &format!("member {owner}"))
-                })
-                .collect()
+            State::Measuring
         };
-    let mut worst = Eta::Now;
-    for e in etas {
-        worst = match (&worst, &e) {
-            (Eta::Never { .. }, _) => worst,
-            (_, Eta::Never { .. }) => e,
-            (Eta::In { secs: a }, Eta::In { secs: b }) if b > a => e,
-            (Eta::Now, Eta::In { .. }) => e,
-            _ => worst,
+        let rates = f.rates;
+        f.eta = match f.state {
+            State::KeepingUp => Eta::Now,
+            State::Draining => match f.growth {
+                Some(g) if g < 0.0 => Eta::In {
+                    secs: f.lag.messages as f64 / -g,
+                },
+                _ => Eta::Unknown,
+            },
+            State::FallingBehind => {
+                let produce = rates.map_or(0.0, |r| r.produce);
+                let consume = rates
+                    .and_then(|r| r.consume)
+                    .unwrap_or(produce - f.growth.unwrap_or(0.0));
+                Eta::Never {
+                    reason: format!("{what}: consuming {consume:.1}/s, producing {produce:.1}/s"),
+                }
+            }
+            State::Stalled => {
+                f.rates = rates.map(|r| Rates {
+                    consume: Some(0.0),
+                    ..r
+                });
+                Eta::Never {
+                    reason: format!(
+                        "{what}: nothing consumed for {:.0}s while {:.1}/s is produced",
+                        f.since_commit_secs.unwrap_or(0.0),
+                        rates.map_or(0.0, |r| r.produce)
+                    ),
+                }
+            }
+            State::NoCommit | State::Empty | State::Rebalancing | State::Measuring => Eta::Unknown,
         };
     }
-    worst
 }
 
-/// Consumers needed: see the crate docs.
-fn needed(latest: &Snapshot, partitions: &[PartitionForecast]) -> Needed {
-    if partitions.iter().any(|p| p.rates.is_none()) {
-        return Needed::Unknown {
-            reason: "needs two snapshots".into(),
-        };
-    }
-    // A member is saturated when its partitions are behind and not caught up: its consumption rate is
-    // then its capacity. Owners unknown: all members share the saturated partitions evenly.
-    let behind = |f: &&PartitionForecast| matches!(f.state, State::Growing | State::Draining);
-    let saturated: Vec<&PartitionForecast> = partitions.iter().filter(behind).collect();
-    if saturated.is_empty() {
-        return Needed::Unknown {
-            reason: format!(
-                "every partition keeps up: {} member(s) suffice, capacity unknown until one falls behind",
-                latest.members.len().max(1)
-            ),
-        };
-    }
-    if saturated
-        .iter()
-        .any(|f| f.rates.is_some_and(|r| r.stable_secs <= 0.0))
-    {
-        return Needed::Unknown {
-            reason: "the group has not been stable long enough to measure consumption".into(),
-        };
-    }
-    // A saturated member spends its capacity on all its partitions, also those it has just drained:
-    // count the consumption of every partition it owns, not only of those still behind.
-    let owner = |partition: i32| {
-        latest
-            .partitions
-            .iter()
-            .find(|p| p.partition == partition)
-            .and_then(|p| p.owner.as_deref())
-    };
-    let owners: BTreeSet<&str> = saturated
-        .iter()
-        .filter_map(|f| owner(f.partition))
-        .collect();
-    let counted: Vec<&PartitionForecast> = if owners.is_empty() {
-        // Owners unknown: every member is taken to be as busy as the ones behind.
-        partitions.iter().collect()
+/// The group's own state when it has one (no members, rebalancing, nothing committed), else its
+/// partitions' worst.
+fn group_state(latest: &Snapshot, partitions: &[PartitionForecast]) -> State {
+    if latest.empty() {
+        State::Empty
+    } else if !latest.stable() {
+        State::Rebalancing
+    } else if partitions.iter().all(|p| p.state == State::NoCommit) {
+        State::NoCommit
     } else {
         partitions
             .iter()
-            .filter(|f| owner(f.partition).is_some_and(|o| owners.contains(o)))
-            .collect()
+            .map(|p| p.state)
+            .filter(|s| *s != State::NoCommit)
+            .max_by_key(|s| s.severity())
+            .unwrap_or(State::KeepingUp)
+    }
+}
+
+fn owner_of(latest: &Snapshot, partition: i32) -> Option<&str> {
+    latest
+        .partitions
+        .iter()
+        .find(|p| p.partition == partition)
+        .and_then(|p| p.owner.as_deref())
+}
+
+/// Falling behind or stalled: never, with the worst partition's reason. Draining: the slowest owner
+/// decides (owners unknown: the slowest partition).
+fn group_eta(latest: &Snapshot, state: State, partitions: &[PartitionForecast]) -> Eta {
+    match state {
+        State::KeepingUp => return Eta::Now,
+        State::FallingBehind | State::Stalled => {
+            return partitions
+                .iter()
+                .filter(|p| p.state == state)
+                .max_by(|a, b| {
+                    let key = |p: &PartitionForecast| p.growth.unwrap_or(f64::MAX);
+                    key(a).total_cmp(&key(b))
+                })
+                .map_or(Eta::Unknown, |p| p.eta.clone());
+        }
+        State::Draining => {}
+        _ => return Eta::Unknown,
+    }
+    let draining: Vec<&PartitionForecast> = partitions
+        .iter()
+        .filter(|p| p.state == State::Draining)
+        .collect();
+    let slowest_partition = draining
+        .iter()
+        .filter_map(|p| match p.eta {
+            Eta::In { secs } => Some(secs),
+            _ => None,
+        })
+        .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
+    let owners: BTreeSet<&str> = draining
+        .iter()
+        .filter_map(|p| owner_of(latest, p.partition))
+        .collect();
+    if owners.is_empty()
+        || draining
+            .iter()
+            .any(|p| owner_of(latest, p.partition).is_none())
+    {
+        return slowest_partition.map_or(Eta::Unknown, |secs| Eta::In { secs });
+    }
+    // A member drains all its partitions with whatever capacity production leaves it.
+    let mut worst: Option<f64> = None;
+    for owner in owners {
+        let mine = || {
+            partitions
+                .iter()
+                .filter(move |p| owner_of(latest, p.partition) == Some(owner))
+        };
+        let behind: f64 = mine()
+            .filter(|p| p.state == State::Draining)
+            .map(|p| p.lag.messages as f64)
+            .sum();
+        let net: f64 = -mine()
+            .filter(|p| p.state == State::Draining)
+            .filter_map(|p| p.growth)
+            .sum::<f64>();
+        if net > 0.0 {
+            let secs = behind / net;
+            worst = Some(worst.map_or(secs, |w| w.max(secs)));
+        }
+    }
+    worst
+        .or(slowest_partition)
+        .map_or(Eta::Unknown, |secs| Eta::In { secs })
+}
+
+/// Consumers needed: see the crate docs.
+fn needed(latest: &Snapshot, state: State, partitions: &[PartitionForecast]) -> Needed {
+    let members = latest.members.len();
+    let unknown = |reason: &str| Needed::Unknown {
+        reason: reason.to_string(),
     };
-    let consumers = if owners.is_empty() {
-        latest.members.len().max(1)
-    } else {
-        owners.len()
+    match state {
+        State::KeepingUp | State::Draining => return Needed::Suffice { members },
+        State::Empty => return unknown("the group has no members"),
+        State::Rebalancing => return unknown("the group is rebalancing"),
+        State::NoCommit => return unknown("nothing committed yet"),
+        State::Measuring => return unknown("measuring: too few commits yet"),
+        State::Stalled => {
+            return unknown("a partition is stalled: its consumer is stuck, more consumers will not help until it moves")
+        }
+        State::FallingBehind => {}
+    }
+    let falling: Vec<&PartitionForecast> = partitions
+        .iter()
+        .filter(|f| f.state == State::FallingBehind)
+        .collect();
+    if falling
+        .iter()
+        .any(|f| f.rates.and_then(|r| r.consume).is_none())
+    {
+        return unknown("measuring the consumption of the partitions falling behind");
+    }
+    // A saturated member spends its capacity on all its partitions, also those it keeps up with or
+    // has just drained: count the consumption of every partition it owns. Owners unknown: every
+    // member is taken to be as busy as the ones behind.
+    let owners: Option<BTreeSet<&str>> = falling
+        .iter()
+        .map(|f| owner_of(latest, f.partition))
+        .collect();
+    let (counted, consumers): (Vec<&PartitionForecast>, usize) = match owners {
+        Some(owners) if !owners.is_empty() => (
+            partitions
+                .iter()
+                .filter(|f| owner_of(latest, f.partition).is_some_and(|o| owners.contains(o)))
+                .collect(),
+            owners.len(),
+        ),
+        _ => (partitions.iter().collect(), members.max(1)),
     };
     let consumed: f64 = counted
         .iter()
         .filter_map(|f| f.rates)
-        .map(|r| r.consume)
+        // Not measured yet (a partition it keeps up with, between two commits): what is produced.
+        .map(|r| r.consume.unwrap_or(r.produce))
         .sum();
     let capacity = consumed / consumers as f64;
     if capacity <= 0.0 {
-        return Needed::Unknown {
-            reason: "nothing is being consumed".into(),
-        };
+        return unknown("nothing is being consumed");
     }
     let mut produce: Vec<(i32, f64)> = partitions
         .iter()

@@ -60,12 +60,10 @@ pub struct Config {
     /// benchmarks.
     #[serde(default)]
     pub message_count: Option<u64>,
-    /// `METRICS_ADDR`: where `/metrics`, `/healthz` and `/readyz` are served; empty disables them.
-    #[serde(
-        default = "runtime::http::default_metrics_addr",
-        deserialize_with = "runtime::http::metrics_addr"
-    )]
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `METRICS_ADDR`: where `/metrics`, `/healthz` and `/readyz` are served; empty disables them;
+    /// unset, port 9090 when free, else an ephemeral port (see [`runtime::http::MetricsAddr`]).
+    #[serde(default, deserialize_with = "runtime::http::metrics_addr")]
+    pub metrics_addr: runtime::http::MetricsAddr,
 }
 
 fn default_topic() -> String {
@@ -189,13 +187,20 @@ async fn serve_metrics(
     metrics: &metrics::Metrics,
     cancel: &CancellationToken,
 ) -> Result<(), ProducerError> {
-    let Some(addr) = config.metrics_addr else {
+    let listener = config
+        .metrics_addr
+        .bind()
+        .await
+        .map_err(|e| ProducerError::Metrics {
+            addr: e.addr,
+            source: e.source,
+        })?;
+    let Some(listener) = listener else {
         return Ok(());
     };
-    let listener = runtime::http::bind(addr)
-        .await
-        .map_err(|source| ProducerError::Metrics { addr, source })?;
-    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving /metrics, /healthz and /readyz");
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    }
     let stale_after = (config.interval.get() * 3)
         .max(Duration::from_secs(10))
         .as_secs() as i64;

@@ -120,25 +120,97 @@ async fn handle(
     stream.shutdown().await
 }
 
-/// Deserializes `METRICS_ADDR`: `host:port`, or empty to disable the endpoints.
+/// The port a binary serves on when `METRICS_ADDR` is not set and the port is free: the one the
+/// images `EXPOSE` and the manifests probe.
+pub const DEFAULT_METRICS_PORT: u16 = 9090;
+
+/// Where to serve the endpoints, from `METRICS_ADDR`.
+///
+/// Unset, a binary takes port [`DEFAULT_METRICS_PORT`] on all interfaces when it is free, as in a
+/// pod (one process per network namespace: probes and scrapes find it there even in a manifest that
+/// does not say), and an ephemeral port, logged, when another binary on the same machine holds it:
+/// a second consumer next to the first must start with no settings. Set, it is exact: an address
+/// that cannot be bound is an error, so the manifests (which set `0.0.0.0:9090`) never serve their
+/// probes anywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsAddr {
+    /// Not set: port 9090 if free, else any free port.
+    #[default]
+    Default,
+    /// Set to `ip:port`: exactly there.
+    Fixed(SocketAddr),
+    /// Set empty: no endpoints.
+    Off,
+}
+
+/// `METRICS_ADDR` could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on METRICS_ADDR {addr}")]
+pub struct BindError {
+    /// The address.
+    pub addr: SocketAddr,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl MetricsAddr {
+    /// Binds the listener (`None` when off). Unset and port 9090 taken: an ephemeral port, with a
+    /// warning naming the variable; the caller logs the address it got.
+    pub async fn bind(self) -> Result<Option<TcpListener>, BindError> {
+        self.bind_preferring(SocketAddr::from(([0, 0, 0, 0], DEFAULT_METRICS_PORT)))
+            .await
+    }
+
+    /// [`bind`](Self::bind), with the unset default's preferred address as a parameter (tests).
+    async fn bind_preferring(
+        self,
+        preferred: SocketAddr,
+    ) -> Result<Option<TcpListener>, BindError> {
+        match self {
+            MetricsAddr::Off => Ok(None),
+            MetricsAddr::Fixed(addr) => bind(addr)
+                .await
+                .map(Some)
+                .map_err(|source| BindError { addr, source }),
+            MetricsAddr::Default => match bind(preferred).await {
+                Ok(listener) => Ok(Some(listener)),
+                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                    let any = SocketAddr::new(preferred.ip(), 0);
+                    let listener = bind(any)
+                        .await
+                        .map_err(|source| BindError { addr: any, source })?;
+                    tracing::warn!(
+                        taken = %preferred,
+                        addr = %listener.local_addr().unwrap_or(any),
+                        "the default metrics port is taken (another binary on this machine?): serving on an ephemeral port; set METRICS_ADDR to choose"
+                    );
+                    Ok(Some(listener))
+                }
+                Err(source) => Err(BindError {
+                    addr: preferred,
+                    source,
+                }),
+            },
+        }
+    }
+}
+
+/// Deserializes `METRICS_ADDR` when set: `host:port`, or empty to disable the endpoints. (Unset is
+/// [`MetricsAddr::Default`], through `#[serde(default)]`.)
 pub fn metrics_addr<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
-) -> Result<Option<SocketAddr>, D::Error> {
+) -> Result<MetricsAddr, D::Error> {
     use serde::Deserialize;
     let text = String::deserialize(deserializer)?;
     if text.trim().is_empty() {
-        return Ok(None);
+        return Ok(MetricsAddr::Off);
     }
-    text.trim().parse().map(Some).map_err(|err| {
+    text.trim().parse().map(MetricsAddr::Fixed).map_err(|err| {
         serde::de::Error::custom(format_args!(
-            "'{text}' is not an address ({err}); write ip:port like 0.0.0.0:9090, or leave it empty to disable"
+            "'{text}' is not an address ({err}); write ip:port like 0.0.0.0:9090 (port 0: any free port), or leave it empty to disable"
         ))
     })
-}
-
-/// The default `METRICS_ADDR`.
-pub fn default_metrics_addr() -> Option<SocketAddr> {
-    Some(SocketAddr::from(([0, 0, 0, 0], 9090)))
 }
 
 #[cfg(test)]
@@ -198,5 +270,63 @@ mod tests {
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
         cancel.cancel();
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Env {
+        #[serde(default, deserialize_with = "metrics_addr")]
+        metrics_addr: MetricsAddr,
+    }
+
+    fn parse(vars: &[(&str, &str)]) -> Result<MetricsAddr, crate::config::ConfigError> {
+        crate::config::from_iter::<Env, _>(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .map(|e| e.metrics_addr)
+    }
+
+    #[test]
+    fn metrics_addr_unset_is_the_default_empty_is_off_and_set_is_exact() {
+        assert_eq!(parse(&[]), Ok(MetricsAddr::Default));
+        assert_eq!(parse(&[("METRICS_ADDR", " ")]), Ok(MetricsAddr::Off));
+        assert_eq!(
+            parse(&[("METRICS_ADDR", "0.0.0.0:9090")]),
+            Ok(MetricsAddr::Fixed(SocketAddr::from(([0, 0, 0, 0], 9090))))
+        );
+        let err = parse(&[("METRICS_ADDR", "9090")]).expect_err("no host");
+        assert!(
+            err.to_string()
+                .starts_with("METRICS_ADDR: '9090' is not an address"),
+            "{err}"
+        );
+    }
+
+    /// Two binaries on one machine with no settings: the first gets the preferred port, the second
+    /// an ephemeral one instead of failing. Set explicitly, a taken address is an error.
+    #[tokio::test]
+    async fn unset_falls_back_to_a_free_port_when_the_default_is_taken_and_set_does_not() {
+        let first = MetricsAddr::Default
+            .bind_preferring("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind")
+            .expect("a listener");
+        let taken = first.local_addr().expect("addr");
+        let second = MetricsAddr::Default
+            .bind_preferring(taken)
+            .await
+            .expect("the second binary starts too")
+            .expect("a listener");
+        let got = second.local_addr().expect("addr");
+        assert_ne!(got.port(), taken.port());
+        assert_eq!(got.ip(), taken.ip(), "same interfaces, another port");
+
+        let err = MetricsAddr::Fixed(taken)
+            .bind_preferring(taken)
+            .await
+            .expect_err("explicit and taken");
+        assert_eq!(err.addr, taken);
+        assert_eq!(
+            err.to_string(),
+            format!("cannot listen on METRICS_ADDR {taken}")
+        );
+        assert!(MetricsAddr::Off.bind().await.expect("off").is_none());
     }
 }

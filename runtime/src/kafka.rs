@@ -68,8 +68,18 @@ pub async fn connect(
             .client_id(client_id)
             .backoff_config(rskafka_backoff())
             .build();
+        // One attempt is bounded by the deadline too: a host that accepts the connection and never
+        // answers (a wrong port, a firewall that drops) would otherwise hold it far past it.
+        let bounded = async {
+            match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, attempt)
+                    .await
+                    .unwrap_or(Err(ClientError::Timeout)),
+                None => attempt.await,
+            }
+        };
         let result = tokio::select! {
-            r = attempt => r,
+            r = bounded => r,
             _ = cancel.cancelled() => return Err(ConnectError::Cancelled { brokers: list }),
         };
         let err = match result {
@@ -88,6 +98,7 @@ pub async fn connect(
         }
         let delay = backoff.next_delay();
         if let Some(deadline) = deadline {
+            // No attempt starts that the deadline would cut short at once.
             if Instant::now() + delay >= deadline {
                 return Err(ConnectError::Timeout {
                     brokers: list,
@@ -145,5 +156,48 @@ pub fn is_retriable(err: &ClientError) -> bool {
         // rskafka's error is non-exhaustive: an unknown kind is treated as transient, so a new
         // network failure mode retries instead of killing a pod.
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener that accepts connections and never says a word: what a wrong port (or a host
+    /// behind a firewall that drops) looks like to a client. The deadline must still hold.
+    #[tokio::test]
+    async fn the_deadline_holds_against_a_broker_that_never_answers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(1);
+        let cancel = CancellationToken::new();
+        // The outer bound only keeps a broken build from hanging the suite: without the deadline on
+        // each attempt, rskafka waits for the answer forever.
+        let result = tokio::time::timeout(
+            Duration::from_secs(60),
+            connect(std::slice::from_ref(&addr), "t", Some(deadline), &cancel),
+        )
+        .await
+        .expect("connect returned at all");
+        match result {
+            Err(ConnectError::Timeout { brokers, .. }) => assert_eq!(brokers, addr),
+            Err(other) => panic!("expected a timeout, got {other}"),
+            Ok(_) => panic!("a silent listener is not a broker"),
+        }
+        assert!(
+            Instant::now() >= deadline,
+            "gave up before the deadline: it waited {:?}",
+            started.elapsed()
+        );
+        held.abort();
     }
 }
