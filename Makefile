@@ -83,11 +83,11 @@ BENCH_BIN = $(call cargo_target_dir,--manifest-path bench/Cargo.toml)/release/be
 
 .PHONY: bench
 bench: bench-build ## ours vs the Java client, rust-rdkafka, confluent-kafka, kafka-python on Apache Kafka; writes BENCHMARKS.md (about 11 min)
-	$(BENCH_BIN)
+	OURS_BIN_DIR=$(RELEASE_DIR) $(BENCH_BIN)
 
 .PHONY: bench-smoke
 bench-smoke: bench-build ## the benchmark harness at tiny sizes (figures meaningless), into bench/target/
-	BENCH_SMOKE=1 $(BENCH_BIN)
+	BENCH_SMOKE=1 OURS_BIN_DIR=$(RELEASE_DIR) $(BENCH_BIN)
 
 .PHONY: demo
 demo: ## the experiment on this machine: 200 producers, 1 consumer, then 9, live (QUICK=1: about a minute; DEMO_BROKER=kafka-cluster|nisshi)

@@ -201,7 +201,11 @@ fn run() -> Result<()> {
         ours: std::env::var_os("OURS_BIN_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target/x86_64-unknown-linux-musl/release")),
-        peers: root.join("bench/target/release"),
+        // The rust-rdkafka peers are built beside the harness, wherever cargo's target dir is.
+        peers: std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(PathBuf::from))
+            .unwrap_or_else(|| root.join("bench/target/release")),
         py: root.join("bench/peers"),
         python: std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
         java_classpath: None,
