@@ -43,19 +43,22 @@ fn assert_same_view(ours: &Value, theirs: &Value, who: &str) {
     assert_eq!(ours["total_lag"], theirs["total_lag"], "{who}: total");
 }
 
+/// Starts our consumer in `group` on `topic`, without a metrics endpoint, plus `extra` settings.
+fn start_consumer(broker: &Broker, topic: &str, group: &str, extra: &[(&str, &str)]) -> Spawned {
+    let addr = broker.addr();
+    let mut env = vec![
+        ("KAFKA_BROKERS", addr.as_str()),
+        ("TOPIC", topic),
+        ("GROUP_ID", group),
+        ("METRICS_ADDR", ""),
+    ];
+    env.extend_from_slice(extra);
+    Spawned::start("consumer", &testkit::workspace_bin("consumer"), &env)
+}
+
 /// Runs our consumer in `group` until it printed `count` messages, then stops it (commit and leave).
 fn consume_then_leave(broker: &Broker, topic: &str, group: &str, count: usize) {
-    let addr = broker.addr();
-    let mut c = Spawned::start(
-        "consumer",
-        &testkit::workspace_bin("consumer"),
-        &[
-            ("KAFKA_BROKERS", &addr),
-            ("TOPIC", topic),
-            ("GROUP_ID", group),
-            ("METRICS_ADDR", ""),
-        ],
-    );
+    let mut c = start_consumer(broker, topic, group, &[]);
     wait_for(
         "the messages printed",
         Duration::from_secs(30),
@@ -333,18 +336,7 @@ fn watching_a_group_that_does_not_exist_yet_waits_for_it() {
         watch.text()
     );
 
-    let addr = broker.addr();
-    let mut c = Spawned::start(
-        "consumer",
-        &testkit::workspace_bin("consumer"),
-        &[
-            ("KAFKA_BROKERS", &addr),
-            ("TOPIC", &topic),
-            ("GROUP_ID", &group),
-            ("AUTO_COMMIT_INTERVAL", "500ms"),
-            ("METRICS_ADDR", ""),
-        ],
-    );
+    let mut c = start_consumer(broker, &topic, &group, &[("AUTO_COMMIT_INTERVAL", "500ms")]);
     let shown = format!("group {group} on {topic}: stable, 1 member(s)");
     wait_for(
         "admin lag to show the group once it has a member",
@@ -373,17 +365,7 @@ fn agrees_with_kafka_consumer_groups_partition_by_partition() {
     produce::produce_seq(&broker.addr(), &topic, 1, "p", 10);
     let group = unique("g");
     let addr = broker.addr();
-    let mut c = Spawned::start(
-        "consumer",
-        &testkit::workspace_bin("consumer"),
-        &[
-            ("KAFKA_BROKERS", &addr),
-            ("TOPIC", &topic),
-            ("GROUP_ID", &group),
-            ("AUTO_COMMIT_INTERVAL", "500ms"),
-            ("METRICS_ADDR", ""),
-        ],
-    );
+    let mut c = start_consumer(broker, &topic, &group, &[("AUTO_COMMIT_INTERVAL", "500ms")]);
     let compare = |phase: &str| {
         let kafka = testkit::java::describe_group(&addr, &group);
         let ours = json_lag(broker, &group, &topic);
