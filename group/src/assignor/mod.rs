@@ -1,9 +1,16 @@
 //! Partition assignors: the group leader runs one to split the partitions among all members.
 //!
-//! Both compute exactly what Java's `RangeAssignor`/`RoundRobinAssignor` (and librdkafka's and
-//! kafka-python's ports) compute, so the split does not depend on which client leads. Members are
-//! ordered the Java way: static members (with a `group.instance.id`) first by instance id, then the rest
-//! by member id. Every member appears in the result, with an empty list when it gets nothing.
+//! Each computes exactly what Java's assignor of the same name computes (kafka-clients 4.4:
+//! `RangeAssignor`, `RoundRobinAssignor`, `CooperativeStickyAssignor`), so the split does not depend
+//! on which client leads; `group/tests/java_oracle.rs` checks it against Java itself. Range and
+//! roundrobin order members the Java way: static members (with a `group.instance.id`) first by instance
+//! id, then the rest by member id. Every member appears in the result, with an empty list when it gets
+//! nothing; each list is sorted.
+
+mod java_hash;
+mod sticky;
+
+pub use sticky::user_data as cooperative_sticky_user_data;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +37,9 @@ pub enum Assignor {
     Range,
     /// `roundrobin`: all partitions dealt out one by one.
     RoundRobin,
+    /// `cooperative-sticky` (KIP-429): members keep what they own as far as balance allows, and a
+    /// partition changing owner is withheld until its old owner has revoked it (a second rebalance).
+    CooperativeSticky,
 }
 
 impl Assignor {
@@ -38,21 +48,45 @@ impl Assignor {
         match self {
             Self::Range => "range",
             Self::RoundRobin => "roundrobin",
+            Self::CooperativeSticky => "cooperative-sticky",
         }
     }
 
-    /// Parses a protocol name (`range`, `roundrobin`).
+    /// Parses a protocol name (`range`, `roundrobin`, `cooperative-sticky`).
     pub fn from_name(name: &str) -> Option<Self> {
         match name.trim() {
             "range" => Some(Self::Range),
             "roundrobin" => Some(Self::RoundRobin),
+            "cooperative-sticky" => Some(Self::CooperativeSticky),
             _ => None,
         }
     }
 
+    /// Whether the assignor follows the cooperative protocol (KIP-429): members keep their partitions
+    /// through a rebalance and revoke only those the new assignment takes away. The eager ones revoke
+    /// everything before rejoining.
+    pub const fn is_cooperative(self) -> bool {
+        matches!(self, Self::CooperativeSticky)
+    }
+
     /// Splits the partitions of the subscribed topics (`partitions[topic]` = partition count; topics
     /// missing from it are unknown to the cluster and skipped) among `members`.
+    ///
+    /// `members` must be in the JoinGroup response's order: `cooperative-sticky` follows Java's
+    /// iteration over a `HashMap` filled in that order, which decides ties (which of two owners keeps
+    /// an extra partition). It reads each member's owned partitions and generation.
     pub fn assign(self, members: &[Member], partitions: &BTreeMap<String, i32>) -> Assignment {
+        if self == Self::CooperativeSticky {
+            let mut out: Assignment = members
+                .iter()
+                .map(|m| (m.member_id.clone(), Vec::new()))
+                .collect();
+            out.extend(sticky::assign(members, partitions));
+            for parts in out.values_mut() {
+                parts.sort();
+            }
+            return out;
+        }
         let mut sorted: Vec<&Member> = members.iter().collect();
         sorted.sort_by(|a, b| java_order(a, b));
         let mut out: Assignment = members
@@ -62,6 +96,7 @@ impl Assignor {
         match self {
             Self::Range => range(&sorted, partitions, &mut out),
             Self::RoundRobin => round_robin(&sorted, partitions, &mut out),
+            Self::CooperativeSticky => {}
         }
         for parts in out.values_mut() {
             parts.sort();
