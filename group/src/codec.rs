@@ -47,16 +47,23 @@ pub struct Subscription {
     pub rack_id: Option<String>,
 }
 
-/// Encodes `sub` as version [`NEWEST_VERSION`] with its version prefix.
+/// Encodes `sub` as version [`NEWEST_VERSION`] with its version prefix. Topics and owned partitions
+/// are sorted first, as Java's `ConsumerProtocol.serializeSubscription` sorts them, so a member sends
+/// the bytes a Java member with the same state sends.
 pub fn encode_subscription(sub: &Subscription) -> Bytes {
     let mut owned: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for tp in &sub.owned_partitions {
         owned.entry(&tp.topic).or_default().push(tp.partition);
     }
+    for partitions in owned.values_mut() {
+        partitions.sort_unstable();
+    }
+    let mut topics: Vec<&String> = sub.topics.iter().collect();
+    topics.sort();
     let msg = ConsumerProtocolSubscription::default()
         .with_topics(
-            sub.topics
-                .iter()
+            topics
+                .into_iter()
                 .map(|t| StrBytes::from_string(t.clone()))
                 .collect(),
         )
