@@ -141,6 +141,25 @@ fn run_cases(cases: &[Case]) -> Vec<JavaCase> {
     answers
 }
 
+/// Java's assignment bytes as the list Java built (our decoder sorts; this keeps the order).
+fn java_order(bytes: &[u8]) -> Vec<TopicPartition> {
+    use kafka_protocol::{messages::ConsumerProtocolAssignment, protocol::Decodable};
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+    let mut body = bytes::Bytes::copy_from_slice(&bytes[2..]);
+    let msg = ConsumerProtocolAssignment::decode(&mut body, version).expect("Java's bytes decode");
+    msg.assigned_partitions
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|&p| TopicPartition::new(t.topic.0.as_str(), p))
+        })
+        .collect()
+}
+
 const TOPIC_POOL: &[&str] = &["t", "my_new_topic", "orders", "a.b", "x-9", "events_v2"];
 
 fn random_id(rng: &mut fastrand::Rng) -> String {
@@ -368,18 +387,20 @@ fn check(assignor: Assignor, ownerships: &[Ownership], count: usize) {
             continue;
         }
         let members: Vec<Member> = case.members.iter().map(|(m, _)| m.clone()).collect();
-        let ours = assignor.assign(&members, &case.topics);
+        // Compared as the bytes carry them: grouped by topic in order of first appearance.
+        let ours: BTreeMap<String, Vec<TopicPartition>> = assignor
+            .assign(&members, &case.topics)
+            .into_iter()
+            .map(|(m, parts)| (m, java_order(&codec::encode_assignment(&parts))))
+            .collect();
         let theirs = &java.assignments[assignor.name()];
-        let java_sets: BTreeMap<String, Vec<TopicPartition>> = theirs
+        let java_lists: BTreeMap<String, Vec<TopicPartition>> = theirs
             .iter()
-            .map(|(m, (bytes, _))| {
-                let parts = codec::decode_assignment(&unhex(bytes)).expect("Java's bytes decode");
-                (m.clone(), parts)
-            })
+            .map(|(m, (bytes, _))| (m.clone(), java_order(&unhex(bytes))))
             .collect();
         let context = || {
             format!(
-                "seed {seed}, case {} ({} members, topics {:?})\nmembers: {:#?}\nours: {ours:#?}\njava: {java_sets:#?}",
+                "seed {seed}, case {} ({} members, topics {:?})\nmembers: {:#?}\nours: {ours:#?}\njava: {java_lists:#?}",
                 case.name,
                 members.len(),
                 case.topics,
@@ -388,19 +409,23 @@ fn check(assignor: Assignor, ownerships: &[Ownership], count: usize) {
         };
         assert_eq!(
             ours,
-            java_sets,
+            java_lists,
             "{} differs from Java: {}",
             assignor.name(),
             context()
         );
         for (member, parts) in &ours {
-            let (_, java_sorted) = &theirs[member];
+            let (java_bytes, java_sorted) = &theirs[member];
+            // The bytes a Java leader sends: same partitions in the same order.
             assert_eq!(
                 hex(&codec::encode_assignment(parts)),
-                *java_sorted,
+                *java_bytes,
                 "assignment bytes of {member} differ: {}",
                 context()
             );
+            let mut sorted = parts.clone();
+            sorted.sort();
+            assert_eq!(hex(&codec::encode_assignment(&sorted)), *java_sorted);
         }
         for (m, bytes) in &case.members {
             assert_eq!(
