@@ -5,7 +5,8 @@
 //! on which client leads; `group/tests/java_oracle.rs` checks it against Java itself. Range and
 //! roundrobin order members the Java way: static members (with a `group.instance.id`) first by instance
 //! id, then the rest by member id. Every member appears in the result, with an empty list when it gets
-//! nothing; each list is sorted.
+//! nothing; each list is in the order Java's assignor builds it, so that
+//! [`crate::codec::encode_assignment`] writes the very bytes a Java leader writes.
 
 mod java_hash;
 mod sticky;
@@ -27,7 +28,7 @@ pub struct Member {
     pub subscription: Subscription,
 }
 
-/// member id -> its partitions, sorted.
+/// member id -> its partitions, in the order Java's assignor lists them.
 pub type Assignment = BTreeMap<String, Vec<TopicPartition>>;
 
 /// The assignors we implement, by their protocol names.
@@ -82,9 +83,6 @@ impl Assignor {
                 .map(|m| (m.member_id.clone(), Vec::new()))
                 .collect();
             out.extend(sticky::assign(members, partitions));
-            for parts in out.values_mut() {
-                parts.sort();
-            }
             return out;
         }
         let mut sorted: Vec<&Member> = members.iter().collect();
@@ -94,12 +92,10 @@ impl Assignor {
             .map(|m| (m.member_id.clone(), Vec::new()))
             .collect();
         match self {
-            Self::Range => range(&sorted, partitions, &mut out),
+            Self::Range => range(&sorted, &java_topic_order(members, partitions), &mut out),
+            // Dealt in topic, then partition order: each list comes out sorted, as Java's does.
             Self::RoundRobin => round_robin(&sorted, partitions, &mut out),
             Self::CooperativeSticky => {}
-        }
-        for parts in out.values_mut() {
-            parts.sort();
         }
         out
     }
@@ -119,8 +115,33 @@ fn subscribes(member: &Member, topic: &str) -> bool {
     member.subscription.topics.iter().any(|t| t == topic)
 }
 
-fn range(sorted: &[&Member], partitions: &BTreeMap<String, i32>, out: &mut Assignment) {
-    for (topic, &count) in partitions {
+/// The subscribed topics with partitions, in the order of Java's `partitionsPerTopic`: a HashMap
+/// filled from a HashSet of every member's topics, members taken in the leader's HashMap order.
+/// Range hands out topic by topic in this order, so each member's list follows it.
+fn java_topic_order(members: &[Member], partitions: &BTreeMap<String, i32>) -> Vec<(String, i32)> {
+    let ids = java_hash::JavaHashSet::from_inserts(members.iter().map(|m| m.member_id.clone()));
+    let by_id: BTreeMap<&str, &Member> =
+        members.iter().map(|m| (m.member_id.as_str(), m)).collect();
+    let subscribed = java_hash::JavaHashSet::from_inserts(
+        ids.iter()
+            .filter_map(|id| by_id.get(id.as_str()))
+            .flat_map(|m| m.subscription.topics.iter().cloned()),
+    );
+    let existing = java_hash::JavaHashSet::from_inserts(
+        subscribed
+            .iter()
+            .filter(|t| partitions.get(*t).is_some_and(|&n| n > 0))
+            .cloned(),
+    );
+    existing
+        .iter()
+        .filter_map(|t| Some((t.clone(), *partitions.get(t)?)))
+        .collect()
+}
+
+fn range(sorted: &[&Member], topics: &[(String, i32)], out: &mut Assignment) {
+    for (topic, count) in topics {
+        let count = *count;
         let consumers: Vec<&&Member> = sorted.iter().filter(|m| subscribes(m, topic)).collect();
         if consumers.is_empty() || count <= 0 {
             continue;
