@@ -391,7 +391,7 @@ pub fn render(
     }
 
     // --- targets
-    w(&mut s, "\n### Targets (issue 8)\n");
+    w(&mut s, "\n### Targets\n");
     w(&mut s, "| target | measured (medians) | |");
     w(&mut s, "|---|---|---|");
     let verdict = |ok: Option<bool>| match ok {
