@@ -1,4 +1,4 @@
-//! `admin`: `create-topic` for the Kubernetes Job. Settings come from the environment (see README).
+//! `admin`: `create-topic` for the Kubernetes Job. Settings come from the environment (see docs/configuration.md).
 
 use std::process::ExitCode;
 

@@ -94,7 +94,8 @@ fn every_shell_block_is_marked_runnable_or_checked() {
     assert!(unmarked.is_empty(), "\n{}\n", unmarked.join("\n"));
 }
 
-/// A user's shell: what `cargo test` and `make test` put in the environment is not theirs.
+/// A user's shell: what `cargo test` and `make test` put in the environment is not theirs (and
+/// `OUT_DIR`, cargo's for build scripts, is also the demo's output directory).
 fn shell(body: &str) -> Command {
     let mut command = Command::new("bash");
     command
@@ -104,6 +105,7 @@ fn shell(body: &str) -> Command {
         "MAKEFLAGS",
         "MFLAGS",
         "MAKELEVEL",
+        "OUT_DIR",
         "KAFKA_BROKERS",
         "DEMO_BROKER",
     ] {
