@@ -3,6 +3,7 @@
 //! - [`variable_sections`]: the variables `docs/configuration.md` documents, per `##` section (the
 //!   first cell of each table row, in backticks);
 //! - [`fenced_blocks`]: the shell blocks of a Markdown file with their marks (```` ```sh runnable ````);
+//! - [`relative_links`], [`heading_anchors`]: links between the pages, and what they may point at;
 //! - [`rust_env_reads`], [`shell_env_reads`], [`makefile_env_reads`]: the variables code reads
 //!   outside the config structs, found by scanning its text;
 //! - [`run_bounded`]: a command in its own process group, killed whole at its deadline.
@@ -74,6 +75,70 @@ pub fn is_variable_name(text: &str) -> bool {
     let mut chars = text.chars();
     chars.next().is_some_and(|c| c.is_ascii_uppercase())
         && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The relative links of `markdown` outside code: `(target, anchor, line)` for each `](target#anchor)`,
+/// web addresses left out. `target` is empty for a link within the page.
+pub fn relative_links(markdown: &str) -> Vec<(String, Option<String>, usize)> {
+    let mut links = Vec::new();
+    let mut in_fence = false;
+    for (index, line) in markdown.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence {
+            continue;
+        }
+        // Inline code may show link syntax without being a link.
+        let prose: String = line.split('`').step_by(2).collect::<Vec<_>>().join(" ");
+        for (at, _) in prose.match_indices("](") {
+            let rest = &prose[at + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let link = &rest[..end];
+            if link.contains("://") || link.starts_with("mailto:") || link.contains(' ') {
+                continue;
+            }
+            let (target, anchor) = match link.split_once('#') {
+                Some((t, a)) => (t, Some(a.to_string())),
+                None => (link, None),
+            };
+            links.push((target.to_string(), anchor, index + 1));
+        }
+    }
+    links
+}
+
+/// The anchors GitHub gives a page's headings: lower case, punctuation other than `-` and `_`
+/// dropped, spaces to `-` (`## On a cluster: kind` is `on-a-cluster-kind`).
+pub fn heading_anchors(markdown: &str) -> Vec<String> {
+    let mut anchors = Vec::new();
+    let mut in_fence = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            continue;
+        }
+        let Some(text) = line.strip_prefix('#').map(|t| t.trim_start_matches('#')) else {
+            continue;
+        };
+        if in_fence || !text.starts_with(' ') {
+            continue;
+        }
+        let slug: String = text
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                '-' | '_' => Some(c),
+                c if c.is_alphanumeric() => Some(c),
+                _ => None,
+            })
+            .collect();
+        anchors.push(slug);
+    }
+    anchors
 }
 
 /// A fenced code block.
@@ -324,6 +389,24 @@ mod tests {
             ]
         );
         assert_eq!(sections[0].variables[0].1, 7);
+    }
+
+    #[test]
+    fn links_and_anchors_are_found_as_github_makes_them() {
+        let md = "## On a cluster: kind\n\nSee [c](docs/configuration.md#demo), [here](#on-a-cluster-kind),\n\
+                  [web](https://example.com/x) and `[not](a-link)`.\n```sh\n[no](link)\n```\n## `admin lag`\n";
+        assert_eq!(
+            relative_links(md),
+            [
+                (
+                    "docs/configuration.md".to_string(),
+                    Some("demo".to_string()),
+                    3
+                ),
+                (String::new(), Some("on-a-cluster-kind".to_string()), 3),
+            ]
+        );
+        assert_eq!(heading_anchors(md), ["on-a-cluster-kind", "admin-lag"]);
     }
 
     #[test]
