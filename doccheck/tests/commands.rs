@@ -269,3 +269,87 @@ fn the_checked_block_harness_rejects_a_bad_flag_and_a_missing_overlay() {
     }
     let _ = std::fs::remove_file(&kubeconfig);
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).expect("readable").flatten() {
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        }
+    }
+}
+
+/// kustomize itself is not installed here, so what the README's `kustomize edit set image` writes
+/// (an `images:` list in `k8s/kustomization.yaml`) is written by hand into a copy, rendered, and
+/// every one of our images must then come from the registry: a name that matches nothing (the
+/// base's short `admin` instead of the rendered `kafka-lag-lab/admin`) would change nothing.
+#[test]
+fn the_readme_s_kustomize_edit_points_every_image_at_the_registry() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let block = fenced_blocks(&readme)
+        .into_iter()
+        .find(|b| b.body.contains("kustomize edit set image"))
+        .expect("the README's block with `kustomize edit set image`");
+    let joined = block.body.replace("\\\n", " ");
+    let command = joined
+        .lines()
+        .find(|l| l.contains("kustomize edit set image"))
+        .expect("the command");
+    let after = command.split("set image").nth(1).unwrap_or("");
+    let images: Vec<(String, String, String)> = after
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(')'))
+        .filter_map(|w| {
+            let (name, new) = w.split_once('=')?;
+            let (new_name, tag) = new.rsplit_once(':')?;
+            Some((name.into(), new_name.into(), tag.into()))
+        })
+        .collect();
+    assert_eq!(images.len(), 3, "three images in: {command}");
+
+    let copy = std::env::temp_dir().join(format!("doccheck-k8s-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&copy);
+    copy_dir(&root().join("k8s"), &copy);
+    let mut stanza = String::from("images:\n");
+    for (name, new_name, tag) in &images {
+        stanza.push_str(&format!(
+            "  - name: {name}\n    newName: {new_name}\n    newTag: {tag}\n"
+        ));
+    }
+    let kustomization = copy.join("kustomization.yaml");
+    let mut text = std::fs::read_to_string(&kustomization).expect("k8s/kustomization.yaml");
+    assert!(
+        !text.contains("images:"),
+        "k8s/kustomization.yaml has images already"
+    );
+    text.push_str(&stanza);
+    std::fs::write(&kustomization, text).expect("write");
+    let mut render = Command::new("kubectl");
+    render.arg("kustomize").arg(&copy);
+    let done = run_bounded(render, Duration::from_secs(60)).expect("kubectl kustomize runs");
+    let _ = std::fs::remove_dir_all(&copy);
+    assert_eq!(done.code, Some(0), "{}", done.output);
+    let rendered: Vec<&str> = done
+        .output
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: "))
+        .collect();
+    for binary in ["admin", "producer", "consumer"] {
+        let (_, new_name, tag) = images
+            .iter()
+            .find(|(_, new_name, _)| new_name.ends_with(&format!("/{binary}")))
+            .unwrap_or_else(|| panic!("no image for {binary} in: {command}"));
+        let want = format!("{new_name}:{tag}");
+        assert!(
+            rendered.contains(&want.as_str()),
+            "{want} not in {rendered:?}"
+        );
+    }
+    assert!(
+        !rendered.iter().any(|i| i.starts_with("kafka-lag-lab/")),
+        "an image still points at kafka-lag-lab/: {rendered:?}"
+    );
+}
