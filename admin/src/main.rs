@@ -1,4 +1,4 @@
-//! `admin`: `create-topic` for the Kubernetes Job. Settings come from the environment (see README).
+//! `admin`: `create-topic` for the Kubernetes Job. Settings come from the environment (see docs/configuration.md).
 
 use std::process::ExitCode;
 
@@ -28,7 +28,8 @@ enum Command {
     /// Show a consumer group's lag per partition, like kafka-consumer-groups.sh --describe, plus time
     /// lag; with --watch also each partition's state, rates and drain ETA, and the consumers needed.
     ///
-    /// Environment: KAFKA_BROKERS (required), ADMIN_TIMEOUT (default 5s), CLIENT_ID, TOPIC.
+    /// Environment: KAFKA_BROKERS (required), ADMIN_TIMEOUT (default 5s), CLIENT_ID, TOPIC, RUST_LOG,
+    /// LOG_FORMAT.
     Lag(LagArgs),
 }
 
