@@ -655,3 +655,68 @@ fn a_broker_that_is_down_is_retried_with_backoff_and_sigterm_stops_it() {
     // Backoff: the delays grow, so far fewer samples than the 500ms interval would allow.
     exporter.stop();
 }
+
+/// A measurement, not an assertion on time: 50 groups over 20 topics × 50 partitions (each group
+/// committed on two topics, 100 partitions, offsets behind the log end so every sample also fetches
+/// time-lag timestamps). Prints the sample time the exporter reports. Run it alone:
+///   cargo test -p admin --test exporter -- --ignored --nocapture sample_time_at_scale
+#[test]
+#[ignore = "a measurement: creates 1 000 partitions"]
+fn sample_time_at_scale() {
+    let broker = Broker::shared();
+    let addr = broker.addr();
+    let prefix = unique("scale");
+    let topics: Vec<String> = (0..20).map(|i| format!("{prefix}-t{i}")).collect();
+    for t in &topics {
+        testkit::create_topic(&addr, t, 50);
+        produce::produce_seq(&addr, t, 50, "p", 500);
+    }
+    let groups: Vec<String> = (0..50).map(|i| format!("{prefix}-g{i}")).collect();
+    for (i, g) in groups.iter().enumerate() {
+        let offset = (i % 10) as i64;
+        for t in [&topics[i % 20], &topics[(i + 7) % 20]] {
+            let offsets: Vec<(i32, i64)> = (0..50).map(|p| (p, offset)).collect();
+            commit(&addr, g, t, &offsets);
+        }
+    }
+    let filter = format!("{prefix}-.*");
+    let exporter = Exporter::start(
+        &addr,
+        &[
+            ("GROUP_FILTER", &filter),
+            ("TOPIC_FILTER", &filter),
+            ("EXPORTER_INTERVAL", "1s"),
+        ],
+    );
+    let mut seen = BTreeSet::new();
+    let g0 = groups[3].as_str();
+    let t0 = topics[3].as_str();
+    exporter.until("the first sample of every group", &mut seen, |s| {
+        (get(s, "kafka_consumergroup_lag", &[("consumergroup", g0), ("topic", t0), ("partition", "49")]) == Some(7.0)
+            && s.keys().filter(|(n, _)| n == "kafka_consumergroup_members").count() == 50)
+            .then_some(())
+    });
+    let mut took = Vec::new();
+    let mut series = 0;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(1100));
+        let s = parse(&exporter.text());
+        series = s.len();
+        took.push(get(&s, "lag_exporter_sample_duration_seconds", &[]).expect("sample duration"));
+        assert_eq!(get(&s, "lag_exporter_sample_errors_total", &[]), Some(0.0));
+        assert!(
+            get(&s, "kafka_consumergroup_lag_seconds", &[("consumergroup", g0), ("topic", t0), ("partition", "0")]).is_some(),
+            "time lag read for a partition behind"
+        );
+    }
+    took.sort_by(f64::total_cmp);
+    eprintln!(
+        "MEASURED 50 groups, 20 topics x 50 partitions, 5 000 group-partitions, {series} series: \
+         sample time min {:.3}s median {:.3}s max {:.3}s over {} samples",
+        took[0],
+        took[took.len() / 2],
+        took[took.len() - 1],
+        took.len()
+    );
+    exporter.stop();
+}
