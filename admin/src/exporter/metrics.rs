@@ -333,5 +333,147 @@ pub fn build(sample: &ClusterSample, forecasts: &Forecasts) -> Vec<MetricFamily>
             );
         }
     }
-    v.iter().flat_map(Collector::collect).collect()
+    // A family with no series would make the text encoder fail: what is not known is left out.
+    v.iter()
+        .flat_map(Collector::collect)
+        .filter(|f| !f.get_metric().is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, time::Duration};
+
+    use group::{
+        inspect::{GroupDescription, MemberDescription},
+        TopicPartition,
+    };
+    use prometheus::Encoder;
+
+    use super::*;
+    use crate::exporter::sample::{GroupSample, PartitionLog};
+
+    fn text(state: &str, members: usize) -> String {
+        let topics = BTreeMap::from([(
+            "t".to_string(),
+            (0..2)
+                .map(|p| PartitionLog {
+                    partition: p,
+                    leader: 1,
+                    log_start: Some(0),
+                    log_end: Some(100),
+                })
+                .collect(),
+        )]);
+        let group = GroupSample {
+            group: "g".into(),
+            description: GroupDescription {
+                state: state.into(),
+                protocol: "range".into(),
+                members: (0..members)
+                    .map(|i| MemberDescription {
+                        member_id: format!("m{i}"),
+                        instance_id: None,
+                        client_id: String::new(),
+                        host: String::new(),
+                        assignment: vec![TopicPartition::new("t", 0)],
+                        topics: vec!["t".into()],
+                    })
+                    .collect(),
+            },
+            committed: BTreeMap::from([(TopicPartition::new("t", 0), 40)]),
+        };
+        let sample = ClusterSample {
+            wall_ms: 1_000_000,
+            brokers: 1,
+            topics,
+            groups: vec![group],
+            timestamps: BTreeMap::from([((TopicPartition::new("t", 0), 40), 990_000)]),
+            took: Duration::from_millis(3),
+        };
+        let mut forecasts = Forecasts::new(30.0, lag::Reset::Earliest);
+        forecasts.push(&sample);
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&build(&sample, &forecasts), &mut out)
+            .expect("encode");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn a_partition_without_a_commit_has_no_lag_series_and_says_so() {
+        let t = text("Stable", 1);
+        assert!(t.contains(r#"kafka_consumergroup_partition_committed{consumergroup="g",partition="1",topic="t"} 0"#), "{t}");
+        assert!(
+            t.contains(r#"kafka_consumergroup_lag{consumergroup="g",partition="0",topic="t"} 60"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                r#"kafka_consumergroup_lag_seconds{consumergroup="g",partition="0",topic="t"} 10"#
+            ),
+            "{t}"
+        );
+        assert!(!t.contains(r#"partition="1",topic="t"} -1"#), "{t}");
+        for name in [
+            "kafka_consumergroup_lag{",
+            "kafka_consumergroup_current_offset{",
+            "kafka_consumergroup_lag_seconds{",
+        ] {
+            assert!(
+                !t.contains(&format!(r#"{name}consumergroup="g",partition="1""#)),
+                "{name}: {t}"
+            );
+        }
+        // Only what is committed is summed: 60, not 60 + 100 from the log start.
+        assert!(
+            t.contains(r#"kafka_consumergroup_lag_sum{consumergroup="g",topic="t"} 60"#),
+            "{t}"
+        );
+        // A stable group that leaves partition 1 unowned.
+        assert!(t.contains(r#"kafka_consumergroup_partition_assigned{consumergroup="g",partition="1",topic="t"} 0"#), "{t}");
+        assert!(!t.contains("NaN"), "{t}");
+    }
+
+    #[test]
+    fn a_rebalancing_group_and_an_empty_one_are_visible_as_such() {
+        let t = text("PreparingRebalance", 1);
+        assert!(
+            t.contains(
+                r#"kafka_consumergroup_state{consumergroup="g",state="PreparingRebalance"} 1"#
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"kafka_consumergroup_state{consumergroup="g",state="Stable"} 0"#),
+            "{t}"
+        );
+        assert!(t.contains(r#"kafka_consumergroup_forecast_state{consumergroup="g",state="REBALANCING",topic="t"} 1"#), "{t}");
+        // Not known while rebalancing: absent, not 0.
+        assert!(!t.contains("kafka_consumergroup_consumers_needed"), "{t}");
+        assert!(!t.contains("kafka_consumergroup_drain_eta_seconds"), "{t}");
+        // Owners are not told mid-rebalance.
+        assert!(!t.contains("kafka_consumergroup_partition_assigned"), "{t}");
+
+        let t = text("Empty", 0);
+        assert!(
+            t.contains(r#"kafka_consumergroup_state{consumergroup="g",state="Empty"} 1"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"kafka_consumergroup_members{consumergroup="g"} 0"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                r#"kafka_consumergroup_forecast_state{consumergroup="g",state="EMPTY",topic="t"} 1"#
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"kafka_consumergroup_lag{consumergroup="g",partition="0",topic="t"} 60"#),
+            "{t}"
+        );
+        assert!(!t.contains("kafka_consumergroup_consumers_needed"), "{t}");
+    }
 }
