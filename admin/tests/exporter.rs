@@ -652,7 +652,22 @@ fn a_broker_that_is_down_is_retried_with_backoff_and_sigterm_stops_it() {
         log.contains("sample failed") && log.contains("attempt=3"),
         "{log}"
     );
-    // Backoff: the delays grow, so far fewer samples than the 500ms interval would allow.
+    // The broker comes up where it was expected: a later retry finds it, and the exporter is ready.
+    let broker = Broker::start_on(port);
+    let topic = unique("exp-late");
+    testkit::create_topic(&broker.addr(), &topic, 1);
+    wait_for(
+        "a good sample once the broker is up",
+        Duration::from_secs(90),
+        Duration::from_millis(250),
+        || {
+            let s = parse(&exporter.text());
+            (get(&s, "lag_exporter_last_sample_success", &[]) == Some(1.0)
+                && get(&s, "kafka_topic_partitions", &[("topic", &topic)]) == Some(1.0))
+            .then_some(())
+        },
+    );
+    assert_eq!(testkit::http_get(&exporter.addr, "/readyz").0, 200);
     exporter.stop();
 }
 
@@ -692,8 +707,15 @@ fn sample_time_at_scale() {
     let g0 = groups[3].as_str();
     let t0 = topics[3].as_str();
     exporter.until("the first sample of every group", &mut seen, |s| {
-        (get(s, "kafka_consumergroup_lag", &[("consumergroup", g0), ("topic", t0), ("partition", "49")]) == Some(7.0)
-            && s.keys().filter(|(n, _)| n == "kafka_consumergroup_members").count() == 50)
+        (get(
+            s,
+            "kafka_consumergroup_lag",
+            &[("consumergroup", g0), ("topic", t0), ("partition", "49")],
+        ) == Some(7.0)
+            && s.keys()
+                .filter(|(n, _)| n == "kafka_consumergroup_members")
+                .count()
+                == 50)
             .then_some(())
     });
     let mut took = Vec::new();
@@ -705,7 +727,12 @@ fn sample_time_at_scale() {
         took.push(get(&s, "lag_exporter_sample_duration_seconds", &[]).expect("sample duration"));
         assert_eq!(get(&s, "lag_exporter_sample_errors_total", &[]), Some(0.0));
         assert!(
-            get(&s, "kafka_consumergroup_lag_seconds", &[("consumergroup", g0), ("topic", t0), ("partition", "0")]).is_some(),
+            get(
+                &s,
+                "kafka_consumergroup_lag_seconds",
+                &[("consumergroup", g0), ("topic", t0), ("partition", "0")]
+            )
+            .is_some(),
             "time lag read for a partition behind"
         );
     }

@@ -61,7 +61,7 @@ pub const FAMILIES: &[(&str, &str, &[&str])] = &[
     ("kafka_topic_partitions", "Number of partitions of the topic.", T),
     ("kafka_topic_partition_current_offset", "Log-end offset (high watermark) of the partition.", TP),
     ("kafka_topic_partition_oldest_offset", "Earliest retained offset of the partition.", TP),
-    ("kafka_topic_partition_leader", "Broker id of the partition's leader.", TP),
+    ("kafka_topic_partition_leader", "Broker id of the partition's leader; absent while it has none.", TP),
     ("kafka_consumergroup_members", "Members of the group.", G),
     ("kafka_consumergroup_state", "1 for the group's state as its coordinator reports it, 0 for the others.", GS),
     ("kafka_consumergroup_current_offset", "Committed offset of the group on the partition; absent without a commit.", GTP),
@@ -202,11 +202,14 @@ pub fn build(sample: &ClusterSample, forecasts: &Forecasts) -> Vec<MetricFamily>
                     start as f64,
                 );
             }
-            set(
-                "kafka_topic_partition_leader",
-                &[topic, &part],
-                f64::from(p.leader),
-            );
+            // No leader (-1 on the wire): no series rather than a stand-in id.
+            if p.leader >= 0 {
+                set(
+                    "kafka_topic_partition_leader",
+                    &[topic, &part],
+                    f64::from(p.leader),
+                );
+            }
         }
     }
     for g in &sample.groups {
