@@ -76,6 +76,13 @@ fn readers() -> Vec<Reader> {
             help: ADMIN_HELP,
         },
         Reader {
+            section: "admin exporter",
+            structure: "admin::exporter::Config",
+            file: "admin/src/exporter/mod.rs",
+            variables: listed::<admin::exporter::Config>(),
+            help: ADMIN_HELP,
+        },
+        Reader {
             section: "producer",
             structure: "producer::Config",
             file: "producer/src/lib.rs",
@@ -293,4 +300,35 @@ fn each_binary_s_help_names_its_variables() {
         }
     }
     assert!(missing.is_empty(), "\n{}\n", missing.join("\n"));
+}
+
+/// A config struct read anywhere through `runtime::config::from_env` must be in [`readers`], or its
+/// variables would escape every check above: the call sites are counted against the readers.
+#[test]
+fn every_config_struct_read_from_the_environment_is_checked() {
+    let root = root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut calls = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("config::from_env") && !code.contains("fn from_env") {
+                let shown = file.strip_prefix(&root).unwrap_or(&file).display().to_string();
+                calls.push(format!("{shown}:{}", i + 1));
+            }
+        }
+    }
+    let readers = readers();
+    assert_eq!(
+        calls.len(),
+        readers.len(),
+        "{} calls of runtime::config::from_env ({calls:?}) but {} readers in \
+         doccheck/tests/configuration.rs ({:?}): a struct read from the environment needs a `Reader` \
+         there and a section in {DOC}",
+        calls.len(),
+        readers.len(),
+        readers.iter().map(|r| r.structure).collect::<Vec<_>>()
+    );
 }
