@@ -427,3 +427,82 @@ pub fn decode_body<T: Decodable>(
     }
     Ok(decoded)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{api_versions_response::ApiVersion, MetadataResponse};
+
+    fn response_frame(correlation_id: i32, body: &MetadataResponse, version: i16) -> Bytes {
+        let mut buf = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut buf, MetadataResponse::header_version(version))
+            .expect("header");
+        body.encode(&mut buf, version).expect("body");
+        buf.freeze()
+    }
+
+    #[test]
+    fn a_response_decodes_only_with_its_correlation_id_and_no_leftovers() {
+        let body = MetadataResponse::default().with_throttle_time_ms(7);
+        let frame = response_frame(5, &body, 12);
+        let header = MetadataResponse::header_version(12);
+        let ok: MetadataResponse = decode_body(frame.clone(), header, 12, 5).expect("decodes");
+        assert_eq!(ok.throttle_time_ms, 7);
+        let err = decode_body::<MetadataResponse>(frame.clone(), header, 12, 6).expect_err("id");
+        assert!(err.contains("correlation id 5"), "{err}");
+        let mut longer = BytesMut::from(&frame[..]);
+        longer.put_u8(0);
+        let err =
+            decode_body::<MetadataResponse>(longer.freeze(), header, 12, 5).expect_err("left");
+        assert!(err.contains("left over"), "{err}");
+    }
+
+    #[test]
+    fn a_frame_carries_its_size_and_a_header_of_the_right_version() {
+        let client = StrBytes::from_static_str("me");
+        let frame = encode_frame(ApiKey::Metadata, 12, 9, &client, |_| Ok(())).expect("frame");
+        let size = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        assert_eq!(size as usize, frame.len() - 4);
+        let mut rest = frame.slice(4..);
+        let header = RequestHeader::decode(&mut rest, ApiKey::Metadata.request_header_version(12))
+            .expect("header");
+        assert_eq!(
+            (
+                header.request_api_key,
+                header.request_api_version,
+                header.correlation_id
+            ),
+            (ApiKey::Metadata as i16, 12, 9)
+        );
+        assert!(!rest.has_remaining());
+    }
+
+    #[test]
+    fn the_highest_common_version_or_what_the_broker_has() {
+        let broker = BrokerVersions::from_response(&ApiVersionsResponse::default().with_api_keys(
+            vec![ApiVersion::default()
+                .with_api_key(ApiKey::Fetch as i16)
+                .with_min_version(4)
+                .with_max_version(17)],
+        ));
+        assert_eq!(
+            broker.highest_common(ApiKey::Fetch, VersionRange { min: 4, max: 12 }),
+            Ok(12)
+        );
+        let (theirs, ours) = broker
+            .highest_common(ApiKey::Fetch, VersionRange { min: 0, max: 3 })
+            .expect_err("no overlap");
+        assert_eq!(
+            (theirs.as_str(), ours),
+            ("4..17", VersionRange { min: 0, max: 3 })
+        );
+        assert_eq!(
+            broker
+                .highest_common(ApiKey::Metadata, VersionRange { min: 1, max: 12 })
+                .map_err(|(b, _)| b),
+            Err("none".to_string())
+        );
+    }
+}
