@@ -18,6 +18,17 @@ pub enum OffsetReset {
     Latest,
 }
 
+/// Which records are processed (Kafka's `isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationLevel {
+    /// Only committed transactions, nothing past the last stable offset (librdkafka's and Java's
+    /// default).
+    ReadCommitted,
+    /// Everything written, aborted transactions included; transaction markers never.
+    ReadUncommitted,
+}
+
 /// Consumer settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -60,6 +71,9 @@ pub struct Config {
     /// `ASSIGNMENT_STRATEGY`: assignors in order of preference.
     #[serde(default = "default_assignors", deserialize_with = "assignors")]
     pub assignment_strategy: Vec<Assignor>,
+    /// `ISOLATION_LEVEL`: `read_committed` or `read_uncommitted`.
+    #[serde(default = "default_isolation")]
+    pub isolation_level: IsolationLevel,
     /// `FETCH_MAX_BYTES`: per partition fetch.
     #[serde(default = "default_fetch_max_bytes")]
     pub fetch_max_bytes: i32,
@@ -108,6 +122,9 @@ fn default_rebalance_timeout() -> HumanDuration {
 fn default_assignors() -> Vec<Assignor> {
     vec![Assignor::Range, Assignor::RoundRobin]
 }
+fn default_isolation() -> IsolationLevel {
+    IsolationLevel::ReadCommitted
+}
 fn default_fetch_max_bytes() -> i32 {
     1024 * 1024
 }
@@ -154,6 +171,23 @@ impl Config {
                 .then(|| self.auto_commit_interval.get()),
             metadata_refresh: self.metadata_refresh.get(),
             ..group::membership::Config::new(self.group_id.clone(), vec![self.topic.clone()])
+        }
+    }
+
+    /// How the fetch path fetches.
+    pub fn fetch(&self) -> fetch::FetchConfig {
+        fetch::FetchConfig {
+            isolation: match self.isolation_level {
+                IsolationLevel::ReadCommitted => fetch::IsolationLevel::ReadCommitted,
+                IsolationLevel::ReadUncommitted => fetch::IsolationLevel::ReadUncommitted,
+            },
+            reset: match self.auto_offset_reset {
+                OffsetReset::Earliest => fetch::OffsetReset::Earliest,
+                OffsetReset::Latest => fetch::OffsetReset::Latest,
+            },
+            partition_max_bytes: self.fetch_max_bytes,
+            max_wait: self.fetch_max_wait.get(),
+            ..fetch::FetchConfig::new(self.kafka_brokers.clone(), self.client_id.clone())
         }
     }
 
@@ -206,6 +240,7 @@ mod tests {
             vec![Assignor::Range, Assignor::RoundRobin]
         );
         assert_eq!(c.session_timeout.get(), Duration::from_secs(45));
+        assert_eq!(c.isolation_level, IsolationLevel::ReadCommitted);
         c.validate().expect("defaults are consistent");
     }
 
@@ -214,13 +249,17 @@ mod tests {
         let c = load(&[
             ("ASSIGNMENT_STRATEGY", "roundrobin"),
             ("AUTO_OFFSET_RESET", "latest"),
+            ("ISOLATION_LEVEL", "read_uncommitted"),
         ])
         .expect("valid");
+        assert_eq!(c.isolation_level, IsolationLevel::ReadUncommitted);
         assert_eq!(c.assignment_strategy, vec![Assignor::RoundRobin]);
         assert_eq!(c.auto_offset_reset, OffsetReset::Latest);
         for (var, value) in [
             ("ASSIGNMENT_STRATEGY", "sticky"),
             ("AUTO_OFFSET_RESET", "middle"),
+            ("ISOLATION_LEVEL", "read_committed_please"),
+            ("ISOLATION_LEVEL", "READ_COMMITTED"),
             ("ENABLE_AUTO_COMMIT", "maybe"),
             ("PROCESS_DELAY_MS", "-5"),
         ] {

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: settings from the environment.
-//! - [`fetch`]: one rskafka fetch loop per assigned partition, into a bounded channel.
+//! - fetching is the [`fetch`] crate's: one task per partition leader, into a bounded channel, at
+//!   `ISOLATION_LEVEL`.
 //! - [`metrics`]: Prometheus metrics (kafka_exporter's names for lag and offsets).
 //! - [`process`]: decode and print one record.
 //! - [`run`] (here): the processing loop. It owns the assignment: it starts and stops fetchers on the
@@ -13,7 +14,6 @@
 #![deny(rust_2018_idioms)]
 
 pub mod config;
-pub mod fetch;
 pub mod metrics;
 pub mod process;
 
@@ -23,17 +23,16 @@ use std::{
     time::Duration,
 };
 
+use fetch::{Batch, FetchConfig};
 use group::{
     driver::{self, Command, DriverConfig, DriverError, GroupHandle, Status},
     membership::{Event, State},
     TopicPartition,
 };
-use rskafka::client::Client;
 use tokio::{io::AsyncWriteExt, sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use fetch::{Batch, FetchSettings};
 pub use metrics::Metrics;
 use process::Outcome;
 
@@ -44,9 +43,6 @@ const FLUSH_EVERY: Duration = Duration::from_millis(250);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConsumerError {
-    /// Connecting was cancelled.
-    #[error(transparent)]
-    Connect(#[from] runtime::kafka::ConnectError),
     /// The group membership failed.
     #[error(transparent)]
     Group(#[from] DriverError),
@@ -124,9 +120,10 @@ pub async fn run(
             cancel.clone(),
         ));
     }
-    let client = Arc::new(
-        runtime::kafka::connect(&config.kafka_brokers, &config.client_id, None, cancel).await?,
-    );
+    if !wait_for_kafka(config, cancel).await {
+        tracing::info!("stopped before Kafka answered");
+        return Ok(());
+    }
     // The driver gets its own token: on SIGTERM it must keep running until the commit and LeaveGroup
     // are done, which it starts when it sees this one cancelled.
     let leave = cancel.child_token();
@@ -151,18 +148,14 @@ pub async fn run(
         client_id = %config.client_id,
         assignors = ?config.assignment_strategy.iter().map(|a| a.name()).collect::<Vec<_>>(),
         process_delay_ms = config.process_delay_ms,
+        isolation_level = ?config.isolation_level,
         "consumer starting"
     );
     let mut consumer = Consumer {
-        client,
-        settings: FetchSettings {
-            max_bytes: config.fetch_max_bytes,
-            max_wait: config.fetch_max_wait.get(),
-            reset: config.auto_offset_reset,
-        },
+        fetch: Arc::new(config.fetch()),
         delay: Duration::from_millis(config.process_delay_ms),
         group: handle,
-        fetchers: BTreeMap::new(),
+        fetchers: Vec::new(),
         epoch: 0,
         group_id: config.group_id.clone(),
         metrics,
@@ -194,16 +187,14 @@ pub async fn run(
 }
 
 struct Consumer {
-    /// Shared by the fetchers.
-    client: Arc<Client>,
     /// How fetchers fetch.
-    settings: FetchSettings,
+    fetch: Arc<FetchConfig>,
     /// `PROCESS_DELAY_MS`.
     delay: Duration,
     /// The group driver.
     group: GroupHandle,
-    /// Running fetchers by partition.
-    fetchers: BTreeMap<TopicPartition, (CancellationToken, JoinHandle<()>)>,
+    /// The running fetch of the current assignment (one task per partition leader inside).
+    fetchers: Vec<(CancellationToken, JoinHandle<()>)>,
     /// Bumped on every assignment change; batches from an older epoch are dropped unprocessed.
     epoch: u64,
     /// `GROUP_ID`, a metric label.
@@ -255,9 +246,7 @@ impl Consumer {
                 }) => {
                     self.epoch += 1;
                     self.on_assigned(generation, &partitions);
-                    for (tp, committed) in partitions {
-                        self.start_fetcher(tp, committed, batch_tx.clone());
-                    }
+                    self.start_fetcher(partitions, batch_tx.clone());
                 }
                 Next::Event(Event::Revoke { .. }) => {
                     // Positions of everything processed were reported as it was flushed; queued
@@ -274,21 +263,30 @@ impl Consumer {
 
     fn start_fetcher(
         &mut self,
-        tp: TopicPartition,
-        committed: Option<i64>,
+        partitions: Vec<(TopicPartition, Option<i64>)>,
         out: mpsc::Sender<Batch>,
     ) {
+        if partitions.is_empty() {
+            return;
+        }
+        let assignment = partitions
+            .into_iter()
+            .map(|(tp, committed)| {
+                (
+                    fetch::TopicPartition::new(tp.topic, tp.partition),
+                    committed,
+                )
+            })
+            .collect();
         let token = CancellationToken::new();
         let task = tokio::spawn(fetch::run(
-            Arc::clone(&self.client),
-            tp.clone(),
-            committed,
-            self.settings.clone(),
+            Arc::clone(&self.fetch),
+            assignment,
             self.epoch,
             out,
             token.clone(),
         ));
-        self.fetchers.insert(tp, (token, task));
+        self.fetchers.push((token, task));
     }
 
     fn on_assigned(&mut self, generation: i32, partitions: &[(TopicPartition, Option<i64>)]) {
@@ -355,7 +353,7 @@ impl Consumer {
     }
 
     fn stop_fetchers(&mut self) {
-        for (_, (token, _task)) in std::mem::take(&mut self.fetchers) {
+        for (token, _task) in std::mem::take(&mut self.fetchers) {
             token.cancel();
         }
     }
@@ -378,17 +376,20 @@ impl Consumer {
             .high_watermark
             .with_label_values(&labels)
             .set(batch.high_watermark);
+        let tp = TopicPartition::new(batch.partition.topic.as_str(), batch.partition.partition);
         self.high_watermarks
-            .insert(batch.partition.clone(), batch.high_watermark);
-        self.update_lag(&batch.partition);
+            .insert(tp.clone(), batch.high_watermark);
+        self.update_lag(&tp);
         let mut next_offset = None;
         let mut last_flush = Instant::now();
+        let mut whole = true;
         for r in &batch.records {
             if cancel.is_cancelled() || self.interrupted() {
+                whole = false;
                 break;
             }
             let started = Instant::now();
-            match process::render(&r.record, &mut self.line_buf) {
+            match process::render(r.value.as_deref(), &mut self.line_buf) {
                 Outcome::Printed | Outcome::Null => consumed.inc(),
                 Outcome::Invalid(reason) => {
                     failed.inc();
@@ -399,7 +400,7 @@ impl Consumer {
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
                 if last_flush.elapsed() >= FLUSH_EVERY {
-                    self.flush(&batch.partition, next_offset).await?;
+                    self.flush(&tp, next_offset).await?;
                     last_flush = Instant::now();
                 }
             }
@@ -407,7 +408,13 @@ impl Consumer {
                 .processing
                 .observe(started.elapsed().as_secs_f64());
         }
-        self.flush(&batch.partition, next_offset).await
+        if whole {
+            // Past the transaction markers, aborted records and compaction gaps the fetch covered
+            // too: with only markers after the last record, the committed offset still reaches the
+            // log end, as the Java consumer's does.
+            next_offset = Some(batch.next_offset);
+        }
+        self.flush(&tp, next_offset).await
     }
 
     /// Takes an event if one is waiting; `true` if it must interrupt processing.
@@ -448,5 +455,42 @@ impl Consumer {
                 .send(Command::Position(partition.clone(), offset));
         }
         Ok(())
+    }
+}
+
+/// Waits until a bootstrap broker answers ApiVersions, so a consumer started before Kafka says so
+/// once and joins when it comes; `false` when cancelled first.
+async fn wait_for_kafka(config: &Config, cancel: &CancellationToken) -> bool {
+    let list = config.kafka_brokers.join(",");
+    let started = Instant::now();
+    let mut backoff =
+        runtime::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        for addr in &config.kafka_brokers {
+            let attempt =
+                transport::Connection::connect(addr, &config.client_id, Duration::from_secs(10));
+            let result = tokio::select! {
+                r = attempt => r,
+                _ = cancel.cancelled() => return false,
+            };
+            match result {
+                Ok(_) => {
+                    if backoff.attempts() > 0 {
+                        tracing::info!(brokers = %list, waited = ?started.elapsed(), "connected to Kafka");
+                    }
+                    return true;
+                }
+                Err(err) if backoff.attempts() == 0 => {
+                    tracing::warn!(brokers = %list, cause = %err, "Kafka is not reachable yet; retrying with backoff");
+                }
+                Err(err) => {
+                    tracing::debug!(brokers = %list, cause = %err, attempt = backoff.attempts(), "still waiting for Kafka");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = cancel.cancelled() => return false,
+        }
     }
 }

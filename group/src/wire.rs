@@ -131,30 +131,17 @@ pub struct Versions(std::collections::BTreeMap<i16, i16>);
 impl Versions {
     /// The highest version both sides speak for every API in [`GROUP_APIS`].
     pub fn negotiate(response: &ApiVersionsResponse) -> Result<Self, WireError> {
+        Self::from_broker(&transport::BrokerVersions::from_response(response))
+    }
+
+    /// [`negotiate`](Self::negotiate) from what a [`transport::Connection`] learned at connect time.
+    pub fn from_broker(broker: &transport::BrokerVersions) -> Result<Self, WireError> {
         let mut out = std::collections::BTreeMap::new();
         for api in GROUP_APIS {
-            let ours = supported(api);
-            let theirs = response
-                .api_keys
-                .iter()
-                .find(|k| k.api_key == api as i16)
-                .map(|k| VersionRange {
-                    min: k.min_version,
-                    max: k.max_version,
-                });
-            let common = theirs.map(|t| t.intersect(&ours));
-            match common {
-                Some(range) if !range.is_empty() => {
-                    out.insert(api as i16, range.max);
-                }
-                _ => {
-                    return Err(WireError::UnsupportedVersion {
-                        api,
-                        broker: theirs.map_or_else(|| "none".to_string(), |t| t.to_string()),
-                        ours,
-                    })
-                }
-            }
+            let version = broker
+                .highest_common(api, supported(api))
+                .map_err(|(broker, ours)| WireError::UnsupportedVersion { api, broker, ours })?;
+            out.insert(api as i16, version);
         }
         Ok(Self(out))
     }
