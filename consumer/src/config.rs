@@ -51,6 +51,10 @@ pub struct Config {
     /// `HEARTBEAT_INTERVAL`: Kafka's `heartbeat.interval.ms`; bounds how fast a scale-up is noticed.
     #[serde(default = "default_heartbeat_interval")]
     pub heartbeat_interval: HumanDuration,
+    /// `REQUEST_TIMEOUT`: how long a group request (a commit, a heartbeat) may wait for its answer;
+    /// unset, 30 s or `SESSION_TIMEOUT` if shorter. Must not exceed `SESSION_TIMEOUT`.
+    #[serde(default)]
+    pub request_timeout: Option<HumanDuration>,
     /// `REBALANCE_TIMEOUT`: Kafka's `max.poll.interval.ms`, sent as the JoinGroup rebalance timeout.
     #[serde(default = "default_rebalance_timeout")]
     pub rebalance_timeout: HumanDuration,
@@ -153,6 +157,10 @@ impl Config {
                 .enable_auto_commit
                 .then(|| self.auto_commit_interval.get()),
             metadata_refresh: self.metadata_refresh.get(),
+            request_timeout: self.request_timeout.map_or_else(
+                || Duration::from_secs(30).min(self.session_timeout.get()),
+                |t| t.get(),
+            ),
             ..group::membership::Config::new(self.group_id.clone(), vec![self.topic.clone()])
         }
     }
@@ -163,14 +171,25 @@ impl Config {
             var: var.into(),
             reason,
         };
-        if self.heartbeat_interval.get() >= self.session_timeout.get() {
-            return Err(invalid(
-                "HEARTBEAT_INTERVAL",
-                format!(
-                    "{:?} must be shorter than SESSION_TIMEOUT ({:?}); Kafka recommends a third of it",
-                    self.heartbeat_interval, self.session_timeout
-                ),
-            ));
+        match self.membership().validate() {
+            Ok(()) => {}
+            Err(group::membership::ConfigError::RequestTimeout { request, session }) => {
+                return Err(invalid(
+                    "REQUEST_TIMEOUT",
+                    format!(
+                        "{request:?} must not be longer than SESSION_TIMEOUT ({session:?}): a heartbeat waiting that long for its answer loses the session"
+                    ),
+                ))
+            }
+            Err(group::membership::ConfigError::HeartbeatInterval { heartbeat, session }) => {
+                return Err(invalid(
+                    "HEARTBEAT_INTERVAL",
+                    format!(
+                        "{heartbeat:?} must be below a third of SESSION_TIMEOUT ({session:?}), so a lost heartbeat is retried before the session ends"
+                    ),
+                ))
+            }
+            Err(other) => return Err(invalid("SESSION_TIMEOUT", other.to_string())),
         }
         if self.fetch_max_bytes < 1024 {
             return Err(invalid(
@@ -227,6 +246,26 @@ mod tests {
             let err = load(&[(var, value)]).expect_err(var);
             assert!(err.to_string().starts_with(var), "{err}");
         }
+    }
+
+    #[test]
+    fn a_request_timeout_longer_than_the_session_is_refused_by_name() {
+        let c = load(&[("SESSION_TIMEOUT", "6s"), ("HEARTBEAT_INTERVAL", "1s")]).expect("parses");
+        c.validate()
+            .expect("unset, the request timeout follows the session");
+        assert_eq!(c.membership().request_timeout, Duration::from_secs(6));
+        let c = load(&[
+            ("SESSION_TIMEOUT", "6s"),
+            ("HEARTBEAT_INTERVAL", "1s"),
+            ("REQUEST_TIMEOUT", "7s"),
+        ])
+        .expect("parses");
+        let err = c.validate().expect_err("inconsistent").to_string();
+        assert!(err.starts_with("REQUEST_TIMEOUT"), "{err}");
+        assert!(err.contains("SESSION_TIMEOUT"), "{err}");
+        let c = load(&[("SESSION_TIMEOUT", "6s"), ("HEARTBEAT_INTERVAL", "2s")]).expect("parses");
+        let err = c.validate().expect_err("a third is too slow").to_string();
+        assert!(err.starts_with("HEARTBEAT_INTERVAL"), "{err}");
     }
 
     #[test]

@@ -98,6 +98,45 @@ impl Config {
             metadata_refresh: Duration::from_secs(30),
         }
     }
+
+    /// Refuses timings under which a healthy member would be evicted.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.request_timeout > self.session_timeout {
+            return Err(ConfigError::RequestTimeout {
+                request: self.request_timeout,
+                session: self.session_timeout,
+            });
+        }
+        if self.heartbeat_interval.saturating_mul(3) >= self.session_timeout {
+            return Err(ConfigError::HeartbeatInterval {
+                heartbeat: self.heartbeat_interval,
+                session: self.session_timeout,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Settings that cannot work together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A heartbeat that may wait this long for its answer outlives the session.
+    #[error("request_timeout ({request:?}) must not be longer than session_timeout ({session:?}): a heartbeat waiting that long for its answer loses the session")]
+    RequestTimeout {
+        /// `request_timeout`.
+        request: Duration,
+        /// `session_timeout`.
+        session: Duration,
+    },
+    /// Fewer than three heartbeats fit in a session, so one slow or lost one evicts the member.
+    #[error("heartbeat_interval ({heartbeat:?}) must be below a third of session_timeout ({session:?}), so a lost heartbeat is retried before the session ends")]
+    HeartbeatInterval {
+        /// `heartbeat_interval`.
+        heartbeat: Duration,
+        /// `session_timeout`.
+        session: Duration,
+    },
 }
 
 /// The group coordinator's address.
@@ -127,6 +166,15 @@ pub enum Target {
     Coordinator(Coordinator),
 }
 
+/// The two independent request slots of a member: at most one request in flight on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Everything but heartbeats, one at a time (FindCoordinator, JoinGroup, commits …).
+    Main,
+    /// Heartbeats, on their own connection to the coordinator.
+    Heartbeat,
+}
+
 /// What the driver should do next.
 #[derive(Debug, Clone, PartialEq)]
 // `Send` is the common case and is consumed at once; boxing it would only add an allocation.
@@ -134,6 +182,9 @@ pub enum Target {
 pub enum Action {
     /// Send `request` to `target`, give up after `timeout`, and report the outcome.
     Send {
+        /// Which connection carries it: heartbeats have their own, so they never wait behind
+        /// another request (a broker answers one request per connection at a time).
+        lane: Lane,
         /// Where to send it.
         target: Target,
         /// What to send.
@@ -274,7 +325,6 @@ enum Pending {
     },
     Sync,
     OffsetFetch,
-    Heartbeat,
     Commit {
         purpose: CommitPurpose,
         offsets: Vec<(TopicPartition, i64)>,
@@ -289,8 +339,12 @@ pub struct Membership {
     config: Config,
     /// Where in the protocol we are.
     phase: Phase,
-    /// The request in flight, if any; at most one.
+    /// The main lane's request in flight, if any; at most one.
     pending: Option<Pending>,
+    /// A heartbeat is in flight on its own lane.
+    heartbeat_in_flight: bool,
+    /// Leader: every topic the members subscribe to, for the metadata refresh.
+    group_topics: BTreeSet<String>,
     /// The group coordinator, once found.
     coordinator: Option<Coordinator>,
     /// Our member id; empty before the first join and after UNKNOWN_MEMBER_ID.
@@ -339,6 +393,8 @@ impl Membership {
             config,
             phase: Phase::Joining,
             pending: None,
+            heartbeat_in_flight: false,
+            group_topics: BTreeSet::new(),
             coordinator: None,
             member_id: String::new(),
             generation: -1,
@@ -417,16 +473,14 @@ impl Membership {
         self.leave_requested = true;
     }
 
-    /// What to do at `now`. Call it again after every outcome and event.
+    /// What to do at `now`. Call it again after every outcome and event. With a request in flight on
+    /// one lane it may still return one for the other: a due heartbeat never waits behind a commit.
     pub fn poll(&mut self, now: Instant) -> Action {
-        if self.pending.is_some() {
-            // The driver reports every outcome; until then there is nothing new to do.
-            return Action::Wait(now + self.config.request_timeout);
-        }
         if matches!(self.phase, Phase::Done) {
             return Action::Done;
         }
-        if self.leave_requested
+        if self.pending.is_none()
+            && self.leave_requested
             && !matches!(
                 self.phase,
                 Phase::Revoking { .. } | Phase::CommittingRevoked { .. } | Phase::Leaving
@@ -436,29 +490,54 @@ impl Membership {
             self.retry_at = None;
             self.start_revoke(now, "shutting down", Then::Leave, false);
         }
-        if let Phase::Revoking { then, deadline, .. } = self.phase {
-            // Waiting for the application, not the broker: backoff does not apply.
-            if now < deadline {
-                return Action::Wait(deadline);
-            }
-            // The application never confirmed: treat as lost, so nothing half-processed is committed.
-            self.after_revoke(then);
-        }
-        if matches!(self.phase, Phase::Stable | Phase::FetchingOffsets { .. }) {
+        if self.heartbeating() {
             // Checked before anything else: while the coordinator is unreachable we cannot heartbeat,
             // and once the session is over the coordinator has evicted us, whatever we are retrying.
             let session_end = self.last_heartbeat_ok + self.config.session_timeout;
             if now >= session_end {
-                self.lose(now, "no successful heartbeat within the session timeout");
+                let reason = "no successful heartbeat within the session timeout";
+                match &mut self.phase {
+                    // Someone else may own them now: the revoke goes on, without its commit.
+                    Phase::Revoking { lost, .. } => *lost = true,
+                    Phase::CommittingRevoked { then } => {
+                        let then = *then;
+                        self.after_revoke(then);
+                    }
+                    _ => self.lose(now, reason),
+                }
+                self.last_heartbeat_ok = now;
                 return self.poll(now);
             }
-            if let Some(at) = self.retry_at.filter(|at| now < *at) {
-                return Action::Wait(at.min(session_end));
+            if !self.heartbeat_in_flight && now >= self.next_heartbeat {
+                if let Some(coordinator) = self.coordinator.clone() {
+                    self.heartbeat_in_flight = true;
+                    self.heartbeat_sent = now;
+                    return Action::Send {
+                        lane: Lane::Heartbeat,
+                        target: Target::Coordinator(coordinator),
+                        request: self.heartbeat_request(),
+                        timeout: self.config.request_timeout,
+                    };
+                }
             }
+        }
+        let heartbeat_wake = self.heartbeat_wake(now);
+        if self.pending.is_some() {
+            // The driver reports every outcome; until then only a heartbeat can be due.
+            return Action::Wait(heartbeat_wake.unwrap_or(now + self.config.request_timeout));
+        }
+        let wait = |at: Instant| Action::Wait(heartbeat_wake.map_or(at, |hb| hb.min(at)));
+        if let Phase::Revoking { then, deadline, .. } = self.phase {
+            // Waiting for the application, not the broker: backoff does not apply; heartbeats go on.
+            if now < deadline {
+                return wait(deadline);
+            }
+            // The application never confirmed: treat as lost, so nothing half-processed is committed.
+            self.after_revoke(then);
         }
         if let Some(at) = self.retry_at {
             if now < at {
-                return Action::Wait(at);
+                return wait(at);
             }
             self.retry_at = None;
         }
@@ -474,41 +553,32 @@ impl Membership {
                 Pending::FindCoordinator,
                 Target::AnyBroker,
                 self.find_coordinator_request(),
-                now,
             );
         };
         let target = Target::Coordinator(coordinator);
         match self.phase.clone() {
-            Phase::Joining => self.send(Pending::Join, target, self.join_request(), now),
+            Phase::Joining => self.send(Pending::Join, target, self.join_request()),
             Phase::Assigning { members } => {
-                let mut topics: BTreeSet<String> = members
-                    .iter()
-                    .flat_map(|m| m.subscription.topics.clone())
-                    .collect();
-                topics.extend(self.config.topics.iter().cloned());
+                let topics = self.group_topics(&members);
                 self.send(
                     Pending::Metadata { refresh: false },
                     target,
                     metadata_request(topics),
-                    now,
                 )
             }
             Phase::Syncing { assignments } => {
                 let request = self.sync_request(assignments);
-                self.send(Pending::Sync, target, request, now)
+                self.send(Pending::Sync, target, request)
             }
-            Phase::FetchingOffsets { partitions } => {
-                if now >= self.next_heartbeat {
-                    return self.send(Pending::Heartbeat, target, self.heartbeat_request(), now);
-                }
-                self.send(
-                    Pending::OffsetFetch,
-                    target,
-                    self.offset_fetch_request(&partitions),
-                    now,
-                )
-            }
-            Phase::Stable => self.poll_stable(now, target),
+            Phase::FetchingOffsets { partitions } => self.send(
+                Pending::OffsetFetch,
+                target,
+                self.offset_fetch_request(&partitions),
+            ),
+            Phase::Stable => match self.poll_stable(now, target) {
+                Action::Wait(at) => wait(at),
+                other => other,
+            },
             Phase::CommittingRevoked { then } => {
                 let offsets = self.dirty_positions();
                 if offsets.is_empty() {
@@ -523,20 +593,41 @@ impl Membership {
                     },
                     target,
                     request,
-                    now,
                 )
             }
-            Phase::Leaving => self.send(Pending::Leave, target, self.leave_request(), now),
+            Phase::Leaving => self.send(Pending::Leave, target, self.leave_request()),
             Phase::Revoking { .. } | Phase::Done => Action::Done,
         }
     }
 
+    /// Whether the phase keeps the session alive with heartbeats: from SyncGroup until JoinGroup is
+    /// sent again, as Java's heartbeat thread does, so a revoke the application takes its time over
+    /// (up to the rebalance timeout) does not cost the member its session.
+    fn heartbeating(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Stable
+                | Phase::FetchingOffsets { .. }
+                | Phase::Revoking { .. }
+                | Phase::CommittingRevoked { .. }
+        )
+    }
+
+    /// When the heartbeat lane next needs a poll (the next heartbeat, or the session's end).
+    fn heartbeat_wake(&self, now: Instant) -> Option<Instant> {
+        if !self.heartbeating() {
+            return None;
+        }
+        let session_end = self.last_heartbeat_ok + self.config.session_timeout;
+        if self.heartbeat_in_flight || self.coordinator.is_none() {
+            return Some(session_end);
+        }
+        Some(self.next_heartbeat.max(now).min(session_end))
+    }
+
     fn poll_stable(&mut self, now: Instant, target: Target) -> Action {
         let session_end = self.last_heartbeat_ok + self.config.session_timeout;
-        if now >= self.next_heartbeat {
-            return self.send(Pending::Heartbeat, target, self.heartbeat_request(), now);
-        }
-        let mut wake = self.next_heartbeat.min(session_end);
+        let mut wake = session_end;
         if let Some(interval) = self.config.auto_commit_interval {
             if now >= self.next_commit {
                 let offsets = self.dirty_positions();
@@ -549,7 +640,6 @@ impl Membership {
                         },
                         target,
                         request,
-                        now,
                     );
                 }
                 self.next_commit = now + interval;
@@ -558,12 +648,11 @@ impl Membership {
         }
         if self.leader {
             if now >= self.next_metadata {
-                let topics = self.config.topics.iter().cloned().collect();
+                let topics = self.group_topics.clone();
                 return self.send(
                     Pending::Metadata { refresh: true },
                     target,
                     metadata_request(topics),
-                    now,
                 );
             }
             wake = wake.min(self.next_metadata);
@@ -571,13 +660,20 @@ impl Membership {
         Action::Wait(wake)
     }
 
-    fn send(&mut self, pending: Pending, target: Target, request: Request, now: Instant) -> Action {
+    /// Every topic some member subscribes to (and ours): the leader assigns them all, as Java's does.
+    fn group_topics(&self, members: &[Member]) -> BTreeSet<String> {
+        members
+            .iter()
+            .flat_map(|m| m.subscription.topics.iter().cloned())
+            .chain(self.config.topics.iter().cloned())
+            .collect()
+    }
+
+    fn send(&mut self, pending: Pending, target: Target, request: Request) -> Action {
         let held = matches!(pending, Pending::Join | Pending::Sync);
-        if matches!(pending, Pending::Heartbeat) {
-            self.heartbeat_sent = now;
-        }
         self.pending = Some(pending);
         Action::Send {
+            lane: Lane::Main,
             target,
             request,
             // The broker holds JoinGroup (and SyncGroup, until the leader syncs) for up to the
@@ -613,7 +709,7 @@ impl Membership {
                     reason: reason.to_string(),
                 });
                 if purpose == CommitPurpose::Revoke && self.failures >= 3 {
-                    self.give_up_revoke_commit();
+                    self.abandon_revoke_commit();
                 }
             }
             Pending::Leave if self.failures >= 3 => {
@@ -633,8 +729,24 @@ impl Membership {
         }
     }
 
-    /// The answer to the request in flight.
+    /// The heartbeat in flight failed without an answer; the driver drops the heartbeat connection.
+    /// Retried after the retry backoff; the session timeout decides when the member is lost.
+    pub fn on_heartbeat_failure(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.heartbeat_in_flight) {
+            return;
+        }
+        self.set_coordinator(None);
+        self.next_heartbeat = now + self.config.retry_backoff;
+    }
+
+    /// The answer to a request in flight (a heartbeat's goes to the heartbeat lane).
     pub fn on_response(&mut self, now: Instant, response: Response) {
+        if let Response::Heartbeat(r) = &response {
+            if self.heartbeat_in_flight {
+                self.heartbeat_in_flight = false;
+                return self.on_heartbeat(now, r.error_code);
+            }
+        }
         let Some(pending) = self.pending.take() else {
             return;
         };
@@ -648,7 +760,6 @@ impl Membership {
             }
             (Pending::Sync, Response::SyncGroup(r)) => self.on_sync(now, r),
             (Pending::OffsetFetch, Response::OffsetFetch(r)) => self.on_offset_fetch(now, r),
-            (Pending::Heartbeat, Response::Heartbeat(r)) => self.on_heartbeat(now, r.error_code),
             (Pending::Commit { purpose, offsets }, Response::OffsetCommit(r)) => {
                 self.on_commit(now, purpose, offsets, r)
             }
@@ -671,8 +782,9 @@ impl Membership {
             None => (r.error_code, r.node_id.0, r.host.to_string(), r.port),
         };
         match ResponseError::try_from_code(error_code) {
+            // Failures are not reset here: a coordinator that is named but dead (KRaft fences it only
+            // after its session, ~9 s) must be retried with a growing backoff, not every 100 ms.
             None if node_id >= 0 && !host.is_empty() => {
-                self.failures = 0;
                 self.set_coordinator(Some(Coordinator {
                     node_id,
                     host,
@@ -683,8 +795,8 @@ impl Membership {
             Some(ResponseError::GroupAuthorizationFailed) => {
                 self.fatal("FindCoordinator", ResponseError::GroupAuthorizationFailed)
             }
-            Some(ResponseError::InvalidRequest | ResponseError::InvalidGroupId) => {
-                self.fatal("FindCoordinator", ResponseError::InvalidGroupId)
+            Some(e @ (ResponseError::InvalidRequest | ResponseError::InvalidGroupId)) => {
+                self.fatal("FindCoordinator", e)
             }
             // COORDINATOR_NOT_AVAILABLE (the offsets topic is being created), a broker starting …
             Some(_) => self.backoff(now),
@@ -718,8 +830,12 @@ impl Membership {
             .map(|m| Member {
                 member_id: m.member_id.to_string(),
                 instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
-                // An undecodable subscription gets nothing rather than failing the whole group.
-                subscription: codec::decode_subscription(&m.metadata).unwrap_or_default(),
+                // An undecodable subscription gets nothing rather than failing the whole group;
+                // said loudly, since that member will sit idle.
+                subscription: codec::decode_subscription(&m.metadata).unwrap_or_else(|err| {
+                    tracing::warn!(member_id = %m.member_id, %err, "cannot read a member's subscription; it gets no partitions");
+                    Subscription::default()
+                }),
             })
             .collect();
         self.events.push_back(Event::Joined {
@@ -800,6 +916,25 @@ impl Membership {
     fn on_sync(&mut self, now: Instant, r: SyncGroupResponse) {
         if let Some(e) = ResponseError::try_from_code(r.error_code) {
             return self.on_group_error(now, "SyncGroup", e);
+        }
+        // v5+ names the group's protocol type and assignor; a mismatch means the assignment bytes
+        // are not ours to read (Java fails with INCONSISTENT_GROUP_PROTOCOL too).
+        let type_differs = r
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| t.as_str() != "consumer");
+        let name_differs = r
+            .protocol_name
+            .as_ref()
+            .is_some_and(|n| Some(n.as_str()) != self.protocol.as_deref());
+        if type_differs || name_differs {
+            tracing::error!(
+                protocol_type = ?r.protocol_type.as_ref().map(|t| t.as_str()),
+                protocol_name = ?r.protocol_name.as_ref().map(|n| n.as_str()),
+                joined_with = ?self.protocol,
+                "SyncGroup answered for another protocol"
+            );
+            return self.fatal("SyncGroup", ResponseError::InconsistentGroupProtocol);
         }
         let partitions = match codec::decode_assignment(&r.assignment) {
             Ok(parts) => parts,
@@ -886,23 +1021,64 @@ impl Membership {
     }
 
     fn on_heartbeat(&mut self, now: Instant, error_code: i16) {
-        match ResponseError::try_from_code(error_code) {
-            None => {
+        let error = ResponseError::try_from_code(error_code);
+        if !self.heartbeating() {
+            // A JoinGroup went out since: its answer decides, not this one.
+            self.next_heartbeat = self.heartbeat_sent + self.config.heartbeat_interval;
+            return;
+        }
+        let Some(e) = error else {
+            if matches!(self.phase, Phase::Stable) {
+                // The coordinator answers: the next failure starts the backoff from the beginning.
                 self.failures = 0;
-                self.last_heartbeat_ok = now;
-                self.next_heartbeat = self.heartbeat_sent + self.config.heartbeat_interval;
             }
-            Some(ResponseError::RebalanceInProgress) => {
-                self.next_heartbeat = now + self.config.heartbeat_interval;
-                if matches!(self.phase, Phase::Stable) {
-                    self.start_revoke(now, "the group is rebalancing", Then::Rejoin, false);
-                } else {
-                    // Still fetching offsets: nothing consumed yet, so nothing to commit.
-                    self.assigned.clear();
-                    self.rejoin("the group is rebalancing".into());
+            self.last_heartbeat_ok = now;
+            self.next_heartbeat = self.heartbeat_sent + self.config.heartbeat_interval;
+            return;
+        };
+        self.next_heartbeat = now + self.config.heartbeat_interval;
+        let revoking = matches!(
+            self.phase,
+            Phase::Revoking { .. } | Phase::CommittingRevoked { .. }
+        );
+        match e {
+            ResponseError::RebalanceInProgress => {
+                // The coordinator renews the session on this answer too, until we rejoin.
+                self.last_heartbeat_ok = now;
+                match self.phase {
+                    Phase::Stable => {
+                        self.start_revoke(now, "the group is rebalancing", Then::Rejoin, false)
+                    }
+                    Phase::FetchingOffsets { .. } => {
+                        // Nothing consumed yet, so nothing to commit.
+                        self.assigned.clear();
+                        self.rejoin("the group is rebalancing".into());
+                    }
+                    // Already giving the partitions up to rejoin.
+                    _ => {}
                 }
             }
-            Some(e) => self.on_group_error(now, "Heartbeat", e),
+            ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable => {
+                self.set_coordinator(None);
+                self.next_heartbeat = now + self.config.retry_backoff;
+            }
+            ResponseError::UnknownMemberId | ResponseError::IllegalGeneration if revoking => {
+                // Out of the generation while the application still stops its partitions: finish the
+                // revoke, but commit nothing, someone else may own them already.
+                if e == ResponseError::UnknownMemberId {
+                    self.member_id.clear();
+                }
+                if let Phase::Revoking { lost, .. } = &mut self.phase {
+                    *lost = true;
+                }
+            }
+            ResponseError::UnknownMemberId | ResponseError::IllegalGeneration => {
+                self.on_group_error(now, "Heartbeat", e)
+            }
+            e if e.is_retriable() => {
+                self.next_heartbeat = now + self.config.retry_backoff;
+            }
+            e => self.on_group_error(now, "Heartbeat", e),
         }
     }
 
@@ -937,10 +1113,9 @@ impl Membership {
             self.next_commit = now + interval;
         }
         let Some(e) = error else {
+            // A revoke's commit is finished by the next poll, which first commits any position
+            // reported while this one was in flight.
             self.failures = 0;
-            if purpose == CommitPurpose::Revoke {
-                self.give_up_revoke_commit();
-            }
             return;
         };
         self.events.push_back(Event::CommitFailed {
@@ -969,12 +1144,12 @@ impl Membership {
                 if e == ResponseError::UnknownMemberId {
                     self.member_id.clear();
                 }
-                self.give_up_revoke_commit();
+                self.abandon_revoke_commit();
             }
             ResponseError::FencedInstanceId | ResponseError::GroupAuthorizationFailed => {
                 self.fatal("OffsetCommit", e)
             }
-            _ if purpose == CommitPurpose::Revoke => self.give_up_revoke_commit(),
+            _ if purpose == CommitPurpose::Revoke => self.abandon_revoke_commit(),
             // OFFSET_METADATA_TOO_LARGE, TOPIC_AUTHORIZATION_FAILED …: reported, retried next interval.
             _ => {}
         }
@@ -983,14 +1158,14 @@ impl Membership {
     fn retry_commit(&mut self, now: Instant, purpose: CommitPurpose) {
         self.backoff(now);
         if purpose == CommitPurpose::Revoke && self.failures >= 3 {
-            self.give_up_revoke_commit();
+            self.abandon_revoke_commit();
         } else {
             self.next_commit = now;
         }
     }
 
-    /// The final commit of a revoke is done (or hopeless): finish the revoke.
-    fn give_up_revoke_commit(&mut self) {
+    /// The final commit of a revoke is hopeless: finish the revoke without it.
+    fn abandon_revoke_commit(&mut self) {
         if let Phase::CommittingRevoked { then } = self.phase {
             self.after_revoke(then);
         }
@@ -1325,7 +1500,6 @@ fn pending_name(pending: &Pending) -> &'static str {
         Pending::Metadata { .. } => "Metadata",
         Pending::Sync => "SyncGroup",
         Pending::OffsetFetch => "OffsetFetch",
-        Pending::Heartbeat => "Heartbeat",
         Pending::Commit { .. } => "OffsetCommit",
         Pending::Leave => "LeaveGroup",
     }
