@@ -849,6 +849,8 @@ impl Membership {
             return self.fatal("JoinGroup", ResponseError::InconsistentGroupProtocol);
         }
         if r.skip_assignment {
+            // The broker kept the old assignment and did not say who subscribes to what.
+            self.group_topics = self.config.topics.iter().cloned().collect();
             self.assigned_counts = None;
         }
         self.phase = if self.leader && !r.skip_assignment {
@@ -871,9 +873,11 @@ impl Membership {
             .collect();
         if refresh {
             self.next_metadata = now + self.config.metadata_refresh;
+            // Every member's topics, not only ours: a partition added to a topic only another
+            // member reads must reach it too.
             let ours: BTreeMap<String, i32> = counts
                 .into_iter()
-                .filter(|(t, _)| self.config.topics.contains(t))
+                .filter(|(t, _)| self.group_topics.contains(t))
                 .collect();
             match &self.assigned_counts {
                 // We kept an assignment computed earlier: learn the counts, nothing changed.
@@ -895,10 +899,11 @@ impl Membership {
             .and_then(Assignor::from_name)
             .unwrap_or(Assignor::Range);
         let assignment = assignor.assign(members, &counts);
+        self.group_topics = self.group_topics(members);
         self.assigned_counts = Some(
             counts
                 .into_iter()
-                .filter(|(t, _)| self.config.topics.contains(t))
+                .filter(|(t, _)| self.group_topics.contains(t))
                 .collect(),
         );
         self.next_metadata = now + self.config.metadata_refresh;

@@ -1097,3 +1097,82 @@ fn timings_that_would_evict_a_healthy_member_are_refused() {
     let err = c.validate().expect_err("a third is not below a third");
     assert!(err.to_string().contains("heartbeat_interval"), "{err}");
 }
+
+fn metadata_of(topics: &[(&str, i32)]) -> Response {
+    Response::Metadata(
+        MetadataResponse::default().with_topics(
+            topics
+                .iter()
+                .map(|(name, n)| {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+                        .with_partitions(
+                            (0..*n)
+                                .map(|p| {
+                                    MetadataResponsePartition::default().with_partition_index(p)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+    )
+}
+
+fn requested_topics(request: &Request) -> Vec<String> {
+    let Request::Metadata(r) = request else {
+        panic!("expected Metadata, got {request:?}")
+    };
+    r.topics
+        .iter()
+        .flatten()
+        .filter_map(|t| Some(t.name.as_ref()?.0.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_leader_covers_and_watches_every_members_topics() {
+    let mut h = Harness::new(config());
+    h.send();
+    h.respond(coordinator(1));
+    h.send();
+    h.respond(join_ok(
+        "me",
+        "me",
+        1,
+        &[("me", &["t"]), ("java", &["t", "u"])],
+    ));
+    let md = h.send();
+    assert_eq!(requested_topics(&md), vec!["t", "u"]);
+    h.respond(metadata_of(&[("t", 2), ("u", 2)]));
+    let Request::SyncGroup(sync) = h.send() else {
+        panic!("SyncGroup")
+    };
+    let java = sync
+        .assignments
+        .iter()
+        .find(|a| a.member_id.as_str() == "java")
+        .map(|a| codec::decode_assignment(&a.assignment).expect("assignment"));
+    assert_eq!(
+        java,
+        Some(vec![
+            tp(0),
+            TopicPartition::new("u", 0),
+            TopicPartition::new("u", 1)
+        ]),
+        "the topic only the other member reads is assigned to it"
+    );
+    h.respond(sync_ok(&[1]));
+    h.send();
+    h.respond(offsets(&[(1, -1)]));
+    h.events();
+    // The refresh watches `u` too: partitions added to it make the leader rebalance.
+    h.now = h.m.next_metadata;
+    let (refresh, _) = h.next_main(None);
+    assert_eq!(requested_topics(&refresh), vec!["t", "u"]);
+    h.respond(metadata_of(&[("t", 2), ("u", 4)]));
+    assert!(
+        matches!(&h.events()[..], [Event::Revoke { lost: false, reason, .. }] if reason.contains("partition counts")),
+        "a new partition of another member's topic is noticed"
+    );
+}
