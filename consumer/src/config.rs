@@ -61,6 +61,10 @@ pub struct Config {
     /// `GROUP_INSTANCE_ID`: static membership (KIP-345).
     #[serde(default)]
     pub group_instance_id: Option<String>,
+    /// `CLIENT_RACK`: Kafka's `client.rack`, sent in the subscription so a rack-aware leader on the
+    /// Java client can use it; our own assignors ignore racks.
+    #[serde(default)]
+    pub client_rack: Option<String>,
     /// `ASSIGNMENT_STRATEGY`: assignors in order of preference.
     #[serde(default = "default_assignors", deserialize_with = "assignors")]
     pub assignment_strategy: Vec<Assignor>,
@@ -153,6 +157,7 @@ impl Config {
             rebalance_timeout: self.rebalance_timeout.get(),
             heartbeat_interval: self.heartbeat_interval.get(),
             instance_id: self.group_instance_id.clone().filter(|i| !i.is_empty()),
+            rack_id: self.client_rack.clone().filter(|r| !r.is_empty()),
             auto_commit_interval: self
                 .enable_auto_commit
                 .then(|| self.auto_commit_interval.get()),

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use common::{broker, consumer, heavy, metrics_addr};
+use common::{broker, consumer, describe, heavy, metrics_addr};
 use kafka_protocol::{
     messages::{ApiKey, FindCoordinatorResponse, MetadataResponse, ResponseHeader},
     protocol::{Decodable, Encodable, StrBytes},
@@ -190,27 +190,11 @@ fn rewrite(api: i16, version: i16, frame: Bytes, host: &str, port: i32) -> Bytes
 
 /// The group's members as the broker sees them: client id -> member id.
 fn members(bootstrap: &str, group: &str) -> HashMap<String, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut conn = group::inspect::coordinator(
-            &[bootstrap.to_string()],
-            "rebalance-test",
-            group,
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("coordinator");
-        group::inspect::describe(&mut conn, group)
-            .await
-            .expect("DescribeGroups")
-            .members
-            .into_iter()
-            .map(|m| (m.client_id, m.member_id))
-            .collect()
-    })
+    describe(bootstrap, group)
+        .members
+        .into_iter()
+        .map(|m| (m.client_id, m.member_id))
+        .collect()
 }
 
 /// A counter or gauge from the consumer's `/metrics`.

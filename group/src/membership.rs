@@ -78,6 +78,9 @@ pub struct Config {
     pub retry_backoff_max: Duration,
     /// How often the leader re-reads partition counts to notice new partitions or topics.
     pub metadata_refresh: Duration,
+    /// `client.rack`, sent in the subscription (v3) for a rack-aware leader on another client. Our
+    /// own assignors ignore racks (see docs/rebalancing.md).
+    pub rack_id: Option<String>,
 }
 
 impl Config {
@@ -96,6 +99,7 @@ impl Config {
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(5),
             metadata_refresh: Duration::from_secs(30),
+            rack_id: None,
         }
     }
 
@@ -1357,7 +1361,7 @@ impl Membership {
             user_data: None,
             owned_partitions: self.assigned.clone(),
             generation_id: self.generation,
-            rack_id: None,
+            rack_id: self.config.rack_id.clone(),
         });
         Request::JoinGroup(
             JoinGroupRequest::default()
