@@ -14,6 +14,7 @@ mod clients;
 mod kafka;
 mod procs;
 mod report;
+mod scale;
 mod stats;
 
 use std::{
@@ -53,6 +54,8 @@ pub struct Config {
     pub smoke: bool,
     /// `BENCH_CEILING_BYTES`: max bytes per partition per fetch in the fetch-only ceiling.
     pub ceiling_bytes: i32,
+    /// `BENCH_SCALE_RATE`: messages a second written during the scale phase (the seed's 200).
+    pub scale_rate: u32,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
@@ -112,6 +115,7 @@ impl Config {
             out,
             smoke,
             ceiling_bytes: env_or("BENCH_CEILING_BYTES", 1024 * 1024)?,
+            scale_rate: env_or("BENCH_SCALE_RATE", 200)?,
         })
     }
 }
@@ -138,8 +142,8 @@ pub struct Results {
     pub drain_rss: Vec<(Kind, Vec<f64>)>,
     /// Fetch-only ceiling, messages/s, per repeat.
     pub ceiling: Vec<f64>,
-    /// Scale 1 → members: seconds, per repeat.
-    pub scale: Vec<(Kind, Vec<f64>)>,
+    /// Scale 1 → members under load, one row per variant.
+    pub scale: Vec<scale::Row>,
     /// Sizes: (what, bytes).
     pub sizes: Vec<(String, u64)>,
     /// Anything that did not go as planned, said in the report.
@@ -600,85 +604,54 @@ impl Bench {
         Ok(())
     }
 
-    /// One member consuming all partitions, then `members - 1` more started at once: seconds until
-    /// every member owns a partition.
+    /// Scale 1 → members under the seed's load, every variant (see [`scale::variants`]) in turn.
     fn scale(&mut self) -> Result<()> {
-        let topic = self.topic("scale")?;
-        let members = self.cfg.members;
-        let bound = Duration::from_secs(120);
+        let variants = scale::variants(&self.cfg.clients);
+        let mut rows: Vec<scale::Row> = variants
+            .iter()
+            .map(|v| scale::Row {
+                variant: v.clone(),
+                secs: Vec::new(),
+                peak_lag: Vec::new(),
+                pause: Vec::new(),
+            })
+            .collect();
         for r in 0..self.cfg.repeats {
-            for &kind in &self.cfg.clients.clone() {
+            for row in rows.iter_mut() {
+                let label = row.variant.label();
                 eprintln!(
-                    "bench: scale 1 -> {members} with {}, repeat {}/{}",
-                    kind.name(),
+                    "bench: scale 1 -> {} under {} msg/s with {label}, repeat {}/{}",
+                    self.cfg.members,
+                    self.cfg.scale_rate,
                     r + 1,
                     self.cfg.repeats
                 );
+                let topic = self.topic("scale")?;
                 let group = format!(
                     "bench-scale-{}-{r}-{}",
                     std::process::id(),
-                    kind.name().replace(' ', "-")
+                    label.replace([' ', '(', ')'], "-")
                 );
-                let spawn = |paths: &Paths| -> Result<(Proc, mpsc::Receiver<(Instant, String)>)> {
-                    let cmd = paths.consumer(kind, &self.broker.addr, &topic, &group);
-                    let mut p = Proc::spawn(kind.name(), cmd, Out::Null, Out::Pipe)?;
-                    let rx = procs::lines(p.take_stderr().context("stderr")?);
-                    Ok((p, rx))
+                let setup = scale::Setup {
+                    rt: &self.rt,
+                    client: &self.client,
+                    paths: &self.paths,
+                    broker: &self.broker.addr,
+                    partitions: self.cfg.partitions,
+                    members: self.cfg.members,
+                    rate: self.cfg.scale_rate,
                 };
-                let (first, first_rx) = spawn(&self.paths)?;
-                let all = self.cfg.partitions as usize;
-                let ready = procs::wait_line(&first_rx, Duration::from_secs(60), |l| {
-                    clients::assignment(kind, l) == Some(all)
-                });
-                if ready.is_none() {
-                    self.res.notes.push(format!(
-                        "{}: the first member got no assignment within 60 s",
-                        kind.name()
-                    ));
-                    first.stop(Duration::from_secs(10));
-                    continue;
-                }
-                let mut procs_ = vec![first];
-                let mut rxs = vec![first_rx];
-                let mut owned = vec![all];
-                let t0 = Instant::now();
-                for _ in 1..members {
-                    let (p, rx) = spawn(&self.paths)?;
-                    procs_.push(p);
-                    rxs.push(rx);
-                    owned.push(0);
-                }
-                let until = t0 + bound;
-                let mut done = None;
-                while Instant::now() < until && done.is_none() {
-                    for (i, rx) in rxs.iter().enumerate() {
-                        while let Ok((at, line)) = rx.try_recv() {
-                            if let Some(n) = clients::assignment(kind, &line) {
-                                owned[i] = n;
-                                if owned.iter().all(|&n| n >= 1) {
-                                    done = Some(at);
-                                }
-                            }
-                        }
+                match scale::once(&setup, &row.variant, &topic, &group)? {
+                    Ok((secs, peak, pause)) => {
+                        row.secs.push(secs);
+                        row.peak_lag.push(peak);
+                        row.pause.push(pause);
                     }
-                    std::thread::sleep(Duration::from_millis(5));
+                    Err(note) => self.res.notes.push(format!("{note} (repeat {})", r + 1)),
                 }
-                match done {
-                    Some(at) => push(
-                        &mut self.res.scale,
-                        kind,
-                        at.duration_since(t0).as_secs_f64(),
-                    ),
-                    None => self.res.notes.push(format!(
-                        "{}: scale repeat {} not done within {} s (owned: {owned:?})",
-                        kind.name(),
-                        r + 1,
-                        bound.as_secs()
-                    )),
-                }
-                procs::stop_all(procs_, Duration::from_secs(15));
             }
         }
+        self.res.scale = rows;
         Ok(())
     }
 

@@ -47,16 +47,23 @@ pub struct Subscription {
     pub rack_id: Option<String>,
 }
 
-/// Encodes `sub` as version [`NEWEST_VERSION`] with its version prefix.
+/// Encodes `sub` as version [`NEWEST_VERSION`] with its version prefix. Topics and owned partitions
+/// are sorted first, as Java's `ConsumerProtocol.serializeSubscription` sorts them, so a member sends
+/// the bytes a Java member with the same state sends.
 pub fn encode_subscription(sub: &Subscription) -> Bytes {
     let mut owned: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for tp in &sub.owned_partitions {
         owned.entry(&tp.topic).or_default().push(tp.partition);
     }
+    for partitions in owned.values_mut() {
+        partitions.sort_unstable();
+    }
+    let mut topics: Vec<&String> = sub.topics.iter().collect();
+    topics.sort();
     let msg = ConsumerProtocolSubscription::default()
         .with_topics(
-            sub.topics
-                .iter()
+            topics
+                .into_iter()
                 .map(|t| StrBytes::from_string(t.clone()))
                 .collect(),
         )
@@ -109,17 +116,21 @@ pub fn decode_subscription(bytes: &[u8]) -> Result<Subscription, CodecError> {
     })
 }
 
-/// Encodes an assignment (partitions grouped by topic, sorted) as version [`NEWEST_VERSION`].
+/// Encodes an assignment as version [`NEWEST_VERSION`] the way Java's
+/// `ConsumerProtocol.serializeAssignment` does: topics in the order they first appear in
+/// `partitions`, each topic's partitions in list order (so sorted input gives sorted bytes).
 pub fn encode_assignment(partitions: &[TopicPartition]) -> Bytes {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    let mut by_topic: Vec<(&str, Vec<i32>)> = Vec::new();
     for tp in partitions {
-        by_topic.entry(&tp.topic).or_default().push(tp.partition);
+        match by_topic.iter_mut().find(|(t, _)| *t == tp.topic) {
+            Some((_, ps)) => ps.push(tp.partition),
+            None => by_topic.push((&tp.topic, vec![tp.partition])),
+        }
     }
     let msg = ConsumerProtocolAssignment::default().with_assigned_partitions(
         by_topic
             .into_iter()
-            .map(|(topic, mut partitions)| {
-                partitions.sort_unstable();
+            .map(|(topic, partitions)| {
                 consumer_protocol_assignment::TopicPartition::default()
                     .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
                     .with_partitions(partitions)

@@ -3,8 +3,8 @@
 //! # Layout
 //! - [`codec`]: the ConsumerProtocol subscription and assignment bytes carried inside JoinGroup and
 //!   SyncGroup, with the int16 version prefix `kafka-protocol` leaves to the caller.
-//! - [`assignor`]: `range` and `roundrobin`, computing the same assignment Java, librdkafka and
-//!   kafka-python compute, so any member can lead.
+//! - [`assignor`]: `range`, `roundrobin` and `cooperative-sticky`, computing the same assignment as
+//!   Java (and librdkafka's and kafka-python's ports), so any member can lead.
 //! - [`wire`]: request/response enums over `kafka-protocol` types, version negotiation, framing.
 //! - [`membership`]: the sans-io membership state machine: responses and time in, requests and events out.
 //! - [`connection`]: one TCP connection to a broker (the only place group bytes meet a socket).

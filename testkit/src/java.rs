@@ -1,5 +1,6 @@
-//! The Java client as a peer: `tests/java/GroupMember.java`, compiled once with `javac` against the
-//! cached jars of the pinned release, and Kafka's own command-line tools.
+//! The Java client as a peer: `tests/java/GroupMember.java` (and `AssignorOracle.java`, Java's
+//! assignors without a broker), compiled once with `javac` against the cached jars of the pinned
+//! release, and Kafka's own command-line tools.
 
 use std::{path::PathBuf, process::Command};
 
@@ -7,18 +8,29 @@ use localkafka::jars;
 
 /// A command running the Java group member (see the source's header for its arguments).
 pub fn group_member() -> Command {
-    let source = crate::workspace_root().join("tests/java/GroupMember.java");
+    java_program("GroupMember", "group-member")
+}
+
+/// A command running `tests/java/AssignorOracle.java`: Java's range, roundrobin and cooperative-sticky
+/// assignors fed groups on stdin, no broker needed (see the source's header for the line format).
+pub fn assignor_oracle() -> Command {
+    java_program("AssignorOracle", "assignor-oracle")
+}
+
+/// `tests/java/<class>.java` compiled once per release into `target/java/<dir>-<version>`, ready to run.
+fn java_program(class: &str, dir: &str) -> Command {
+    let source = crate::workspace_root().join(format!("tests/java/{class}.java"));
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target"));
     let out = target
         .join("java")
-        .join(format!("group-member-{}", localkafka::version()));
+        .join(format!("{dir}-{}", localkafka::version()));
     let classpath = jars::compile(&[source], &out)
-        .unwrap_or_else(|e| panic!("compiling the Java group member: {e}"));
+        .unwrap_or_else(|e| panic!("compiling the Java {class}: {e}"));
     let mut cmd = jars::java(&classpath);
     // Short-lived JVMs: C1 alone starts them faster; a small heap leaves room for the brokers.
-    cmd.args(["-XX:TieredStopAtLevel=1", "-Xmx128m", "GroupMember"]);
+    cmd.args(["-XX:TieredStopAtLevel=1", "-Xmx128m", class]);
     cmd
 }
 

@@ -15,6 +15,7 @@
 
 mod broker;
 pub mod java;
+pub mod metrics;
 mod nisshi;
 mod process;
 pub mod produce;

@@ -55,28 +55,12 @@ pub fn consumer(
     Spawned::start(name, CONSUMER, &env)
 }
 
-/// The partitions a consumer owns according to its latest assignment log line; `None` while it has
-/// none (not joined yet, revoking, left).
+/// The partitions a consumer owns, read from its `/readyz` and `/metrics` (see
+/// [`testkit::metrics::settled_assignment`]); `None` while it has none settled (not joined yet,
+/// rebalancing, left). It reads what an operator reads, so log wording is free to change.
 pub fn assignment(c: &Spawned) -> Option<Vec<i32>> {
-    let err = c.stderr();
-    for line in err.lines().rev() {
-        if line.contains("partitions assigned") {
-            let list = line.split("partitions=").nth(1)?.split(' ').next()?;
-            return Some(
-                list.split(',')
-                    .filter(|p| !p.is_empty())
-                    .filter_map(|p| p.parse().ok())
-                    .collect(),
-            );
-        }
-        if line.contains("revoking partitions")
-            || line.contains("partitions lost")
-            || line.contains("left the group")
-        {
-            return None;
-        }
-    }
-    None
+    let parts = testkit::metrics::settled_assignment(&metrics_addr(c)?)?;
+    Some(parts.into_iter().map(|(_, p)| p).collect())
 }
 
 /// `(producer, seq)` of every message a consumer printed.

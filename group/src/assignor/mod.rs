@@ -1,9 +1,17 @@
 //! Partition assignors: the group leader runs one to split the partitions among all members.
 //!
-//! Both compute exactly what Java's `RangeAssignor`/`RoundRobinAssignor` (and librdkafka's and
-//! kafka-python's ports) compute, so the split does not depend on which client leads. Members are
-//! ordered the Java way: static members (with a `group.instance.id`) first by instance id, then the rest
-//! by member id. Every member appears in the result, with an empty list when it gets nothing.
+//! Each computes exactly what Java's assignor of the same name computes (kafka-clients 4.4:
+//! `RangeAssignor`, `RoundRobinAssignor`, `CooperativeStickyAssignor`), so the split does not depend
+//! on which client leads; `group/tests/java_oracle.rs` checks it against Java itself. Range and
+//! roundrobin order members the Java way: static members (with a `group.instance.id`) first by instance
+//! id, then the rest by member id. Every member appears in the result, with an empty list when it gets
+//! nothing; each list is in the order Java's assignor builds it, so that
+//! [`crate::codec::encode_assignment`] writes the very bytes a Java leader writes.
+
+mod java_hash;
+mod sticky;
+
+pub use sticky::user_data as cooperative_sticky_user_data;
 
 use std::collections::BTreeMap;
 
@@ -20,7 +28,7 @@ pub struct Member {
     pub subscription: Subscription,
 }
 
-/// member id -> its partitions, sorted.
+/// member id -> its partitions, in the order Java's assignor lists them.
 pub type Assignment = BTreeMap<String, Vec<TopicPartition>>;
 
 /// The assignors we implement, by their protocol names.
@@ -30,6 +38,9 @@ pub enum Assignor {
     Range,
     /// `roundrobin`: all partitions dealt out one by one.
     RoundRobin,
+    /// `cooperative-sticky` (KIP-429): members keep what they own as far as balance allows, and a
+    /// partition changing owner is withheld until its old owner has revoked it (a second rebalance).
+    CooperativeSticky,
 }
 
 impl Assignor {
@@ -38,21 +49,42 @@ impl Assignor {
         match self {
             Self::Range => "range",
             Self::RoundRobin => "roundrobin",
+            Self::CooperativeSticky => "cooperative-sticky",
         }
     }
 
-    /// Parses a protocol name (`range`, `roundrobin`).
+    /// Parses a protocol name (`range`, `roundrobin`, `cooperative-sticky`).
     pub fn from_name(name: &str) -> Option<Self> {
         match name.trim() {
             "range" => Some(Self::Range),
             "roundrobin" => Some(Self::RoundRobin),
+            "cooperative-sticky" => Some(Self::CooperativeSticky),
             _ => None,
         }
     }
 
+    /// Whether the assignor follows the cooperative protocol (KIP-429): members keep their partitions
+    /// through a rebalance and revoke only those the new assignment takes away. The eager ones revoke
+    /// everything before rejoining.
+    pub const fn is_cooperative(self) -> bool {
+        matches!(self, Self::CooperativeSticky)
+    }
+
     /// Splits the partitions of the subscribed topics (`partitions[topic]` = partition count; topics
     /// missing from it are unknown to the cluster and skipped) among `members`.
+    ///
+    /// `members` must be in the JoinGroup response's order: `cooperative-sticky` follows Java's
+    /// iteration over a `HashMap` filled in that order, which decides ties (which of two owners keeps
+    /// an extra partition). It reads each member's owned partitions and generation.
     pub fn assign(self, members: &[Member], partitions: &BTreeMap<String, i32>) -> Assignment {
+        if self == Self::CooperativeSticky {
+            let mut out: Assignment = members
+                .iter()
+                .map(|m| (m.member_id.clone(), Vec::new()))
+                .collect();
+            out.extend(sticky::assign(members, partitions));
+            return out;
+        }
         let mut sorted: Vec<&Member> = members.iter().collect();
         sorted.sort_by(|a, b| java_order(a, b));
         let mut out: Assignment = members
@@ -60,11 +92,10 @@ impl Assignor {
             .map(|m| (m.member_id.clone(), Vec::new()))
             .collect();
         match self {
-            Self::Range => range(&sorted, partitions, &mut out),
+            Self::Range => range(&sorted, &java_topic_order(members, partitions), &mut out),
+            // Dealt in topic, then partition order: each list comes out sorted, as Java's does.
             Self::RoundRobin => round_robin(&sorted, partitions, &mut out),
-        }
-        for parts in out.values_mut() {
-            parts.sort();
+            Self::CooperativeSticky => {}
         }
         out
     }
@@ -84,8 +115,33 @@ fn subscribes(member: &Member, topic: &str) -> bool {
     member.subscription.topics.iter().any(|t| t == topic)
 }
 
-fn range(sorted: &[&Member], partitions: &BTreeMap<String, i32>, out: &mut Assignment) {
-    for (topic, &count) in partitions {
+/// The subscribed topics with partitions, in the order of Java's `partitionsPerTopic`: a HashMap
+/// filled from a HashSet of every member's topics, members taken in the leader's HashMap order.
+/// Range hands out topic by topic in this order, so each member's list follows it.
+fn java_topic_order(members: &[Member], partitions: &BTreeMap<String, i32>) -> Vec<(String, i32)> {
+    let ids = java_hash::JavaHashSet::from_inserts(members.iter().map(|m| m.member_id.clone()));
+    let by_id: BTreeMap<&str, &Member> =
+        members.iter().map(|m| (m.member_id.as_str(), m)).collect();
+    let subscribed = java_hash::JavaHashSet::from_inserts(
+        ids.iter()
+            .filter_map(|id| by_id.get(id.as_str()))
+            .flat_map(|m| m.subscription.topics.iter().cloned()),
+    );
+    let existing = java_hash::JavaHashSet::from_inserts(
+        subscribed
+            .iter()
+            .filter(|t| partitions.get(*t).is_some_and(|&n| n > 0))
+            .cloned(),
+    );
+    existing
+        .iter()
+        .filter_map(|t| Some((t.clone(), *partitions.get(t)?)))
+        .collect()
+}
+
+fn range(sorted: &[&Member], topics: &[(String, i32)], out: &mut Assignment) {
+    for (topic, count) in topics {
+        let count = *count;
         let consumers: Vec<&&Member> = sorted.iter().filter(|m| subscribes(m, topic)).collect();
         if consumers.is_empty() || count <= 0 {
             continue;
