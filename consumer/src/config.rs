@@ -112,7 +112,9 @@ fn default_rebalance_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(300))
 }
 /// Java's default is `range` then `cooperative-sticky`; librdkafka's and kafka-python's are `range`
-/// then `roundrobin`. Leading with `range` makes every default client agree.
+/// then `roundrobin`. Leading with `range` makes every default client agree. `cooperative-sticky`
+/// alone avoids stopping the world on a scale-up but refuses groups of librdkafka and kafka-python
+/// members at their defaults: see docs/rebalancing.md.
 fn default_assignors() -> Vec<Assignor> {
     vec![Assignor::Range, Assignor::RoundRobin]
 }
@@ -138,10 +140,10 @@ fn assignors<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Assignor>
     match list {
         Ok(list) if !list.is_empty() => Ok(list),
         Ok(_) => Err(de::Error::custom(
-            "empty list; expected range, roundrobin or range,roundrobin",
+            "empty list; expected a list of range, roundrobin and cooperative-sticky",
         )),
         Err(name) => Err(de::Error::custom(format_args!(
-            "'{name}' is not an assignor we implement; expected a list of range and roundrobin"
+            "'{name}' is not an assignor we implement; expected a list of range, roundrobin and cooperative-sticky"
         ))),
     }
 }

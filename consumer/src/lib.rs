@@ -164,6 +164,7 @@ pub async fn run(
         group: handle,
         fetchers: BTreeMap::new(),
         epoch: 0,
+        epochs: BTreeMap::new(),
         group_id: config.group_id.clone(),
         metrics,
         committed: BTreeMap::new(),
@@ -204,8 +205,12 @@ struct Consumer {
     group: GroupHandle,
     /// Running fetchers by partition.
     fetchers: BTreeMap<TopicPartition, (CancellationToken, JoinHandle<()>)>,
-    /// Bumped on every assignment change; batches from an older epoch are dropped unprocessed.
+    /// Bumped for every fetcher started; a batch is processed only if its partition's fetcher is
+    /// the one of its epoch, so batches queued before a revoke are dropped unprocessed while
+    /// partitions kept through a cooperative rebalance go on.
     epoch: u64,
+    /// The epoch of each running fetcher.
+    epochs: BTreeMap<TopicPartition, u64>,
     /// `GROUP_ID`, a metric label.
     group_id: String,
     /// Prometheus metrics.
@@ -245,26 +250,31 @@ impl Consumer {
             };
             match next {
                 Next::DriverGone => return Ok(()),
-                Next::Batch(batch) if batch.epoch == self.epoch => {
+                Next::Batch(batch) if self.epochs.get(&batch.partition) == Some(&batch.epoch) => {
                     self.process(batch, cancel).await?
                 }
                 Next::Batch(_) => {}
                 Next::Event(Event::Assigned {
                     generation,
                     partitions,
+                    owned,
                 }) => {
-                    self.epoch += 1;
-                    self.on_assigned(generation, &partitions);
+                    // Only what is new starts fetching: kept partitions never paused.
+                    self.on_assigned(generation, &partitions, &owned);
                     for (tp, committed) in partitions {
                         self.start_fetcher(tp, committed, batch_tx.clone());
                     }
                 }
-                Next::Event(Event::Revoke { .. }) => {
+                Next::Event(Event::Revoke { partitions, .. }) => {
                     // Positions of everything processed were reported as it was flushed; queued
-                    // batches of the old epoch are dropped unprocessed, so nothing is skipped.
-                    self.stop_fetchers();
-                    self.epoch += 1;
-                    self.on_revoked();
+                    // batches of a stopped fetcher are dropped unprocessed, so nothing is skipped.
+                    for tp in &partitions {
+                        if let Some((token, _task)) = self.fetchers.remove(tp) {
+                            token.cancel();
+                        }
+                        self.epochs.remove(tp);
+                    }
+                    self.on_revoked(&partitions);
                     let _ = self.group.commands.send(Command::RevokeDone);
                 }
                 Next::Event(other) => self.observe(&other),
@@ -278,6 +288,8 @@ impl Consumer {
         committed: Option<i64>,
         out: mpsc::Sender<Batch>,
     ) {
+        self.epoch += 1;
+        self.epochs.insert(tp.clone(), self.epoch);
         let token = CancellationToken::new();
         let task = tokio::spawn(fetch::run(
             Arc::clone(&self.client),
@@ -291,15 +303,22 @@ impl Consumer {
         self.fetchers.insert(tp, (token, task));
     }
 
-    fn on_assigned(&mut self, generation: i32, partitions: &[(TopicPartition, Option<i64>)]) {
+    fn on_assigned(
+        &mut self,
+        generation: i32,
+        added: &[(TopicPartition, Option<i64>)],
+        owned: &[TopicPartition],
+    ) {
         let m = &self.metrics;
         m.generation.set(i64::from(generation));
-        m.assigned_count.set(partitions.len() as i64);
+        m.assigned_count.set(owned.len() as i64);
         m.assigned.reset();
-        for (tp, committed) in partitions {
+        for tp in owned {
             m.assigned
                 .with_label_values(&[&tp.topic, &tp.partition.to_string()])
                 .set(1);
+        }
+        for (tp, committed) in added {
             if let Some(offset) = committed {
                 self.committed.insert(tp.clone(), *offset);
             }
@@ -310,16 +329,26 @@ impl Consumer {
         }
     }
 
-    fn on_revoked(&mut self) {
+    fn on_revoked(&mut self, revoked: &[TopicPartition]) {
         let m = &self.metrics;
-        m.assigned.reset();
-        m.assigned_count.set(0);
         // Each member exports only the partitions it owns; summed over members it is the group's lag.
-        m.lag.reset();
-        m.committed.reset();
-        m.high_watermark.reset();
-        self.committed.clear();
-        self.high_watermarks.clear();
+        for tp in revoked {
+            let partition = tp.partition.to_string();
+            let _ = m.assigned.remove_label_values(&[&tp.topic, &partition]);
+            let labels = [
+                self.group_id.as_str(),
+                tp.topic.as_str(),
+                partition.as_str(),
+            ];
+            let _ = m.lag.remove_label_values(&labels);
+            let _ = m.committed.remove_label_values(&labels);
+            let _ = m
+                .high_watermark
+                .remove_label_values(&[&tp.topic, &partition]);
+            self.committed.remove(tp);
+            self.high_watermarks.remove(tp);
+        }
+        m.assigned_count.set(self.fetchers.len() as i64);
         self.rebalance_started.get_or_insert_with(Instant::now);
     }
 
@@ -358,6 +387,7 @@ impl Consumer {
         for (_, (token, _task)) in std::mem::take(&mut self.fetchers) {
             token.cancel();
         }
+        self.epochs.clear();
     }
 
     /// Processes one batch record by record. Stops between two records when SIGTERM arrives or the

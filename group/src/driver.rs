@@ -426,8 +426,8 @@ impl Driver {
         let mut end = None;
         while let Some(event) = self.membership.next_event() {
             self.log(&event);
-            if let Event::Assigned { partitions, .. } = &event {
-                self.last_assignment = partitions.iter().map(|(tp, _)| tp.clone()).collect();
+            if let Event::Assigned { owned, .. } = &event {
+                self.last_assignment = owned.clone();
             }
             match &event {
                 Event::Fatal(err) => end = Some(Err(DriverError::Fatal(err.clone()))),
@@ -480,18 +480,17 @@ impl Driver {
                 }
             }
             Event::Assigned {
-                generation,
-                partitions,
+                generation, owned, ..
             } => {
-                // The eager protocol hands everything back each time: what changed is what matters
-                // to someone watching a scale-up.
-                let now: Vec<&TopicPartition> = partitions.iter().map(|(tp, _)| tp).collect();
+                // What changed since the last assignment is what matters to someone watching a
+                // scale-up (eager members get everything back each time).
+                let now: Vec<&TopicPartition> = owned.iter().collect();
                 let gained = now.iter().filter(|tp| !self.last_assignment.contains(tp));
                 let lost = self.last_assignment.iter().filter(|tp| !now.contains(tp));
                 tracing::info!(
                     generation,
                     partitions = %join(now.iter().copied()),
-                    count = partitions.len(),
+                    count = owned.len(),
                     gained = %join(gained.copied()),
                     lost = %join(lost),
                     "partitions assigned"

@@ -219,17 +219,21 @@ pub enum Event {
         members: usize,
     },
     /// New partitions to consume, each with its committed offset (`None`: no commit, use the reset
-    /// policy).
+    /// policy). Eager protocol: everything (all was revoked before the rebalance); cooperative: only
+    /// what this generation added, the rest is consumed on without a pause.
     Assigned {
         /// The generation the assignment belongs to.
         generation: i32,
-        /// The partitions, with committed offsets.
+        /// The partitions to start consuming, with committed offsets.
         partitions: Vec<(TopicPartition, Option<i64>)>,
+        /// Everything owned from now on (the added partitions and those kept).
+        owned: Vec<TopicPartition>,
     },
     /// Stop consuming these partitions, then call [`Membership::revoke_done`]. Before that, report the
     /// final positions with [`Membership::set_position`] (they are committed unless `lost`).
     Revoke {
-        /// The partitions to give up (all of them: eager protocol).
+        /// The partitions to give up: all of them under the eager protocol (and when lost), only
+        /// those the new assignment moves elsewhere under the cooperative one.
         partitions: Vec<TopicPartition>,
         /// Lost to ILLEGAL_GENERATION/UNKNOWN_MEMBER_ID or an expired session: do not commit, someone
         /// else may own them already.
@@ -359,8 +363,10 @@ pub struct Membership {
     protocol: Option<String>,
     /// Whether we led the last join.
     leader: bool,
-    /// Partitions we own now.
+    /// Partitions we own now (the application consumes them).
     assigned: Vec<TopicPartition>,
+    /// The partitions of the revoke in progress.
+    revoking: Vec<TopicPartition>,
     /// Leader: partition counts the current assignment was computed from; `None` when the broker let
     /// a rejoining static leader keep the old assignment (KIP-814), so they are not known yet.
     assigned_counts: Option<BTreeMap<String, i32>>,
@@ -405,6 +411,7 @@ impl Membership {
             protocol: None,
             leader: false,
             assigned: Vec::new(),
+            revoking: Vec::new(),
             assigned_counts: None,
             positions: BTreeMap::new(),
             committed: BTreeMap::new(),
@@ -888,7 +895,7 @@ impl Membership {
                 None => self.assigned_counts = Some(ours),
                 Some(before) if *before != ours && matches!(self.phase, Phase::Stable) => {
                     let reason = format!("partition counts changed from {before:?} to {ours:?}");
-                    self.start_revoke(now, &reason, Then::Rejoin, false);
+                    self.rebalance(now, &reason);
                 }
                 Some(_) => {}
             }
@@ -960,14 +967,37 @@ impl Membership {
             .into_iter()
             .filter(|tp| self.config.topics.contains(&tp.topic))
             .collect();
-        self.assigned = partitions.clone();
-        self.positions.clear();
         self.last_heartbeat_ok = now;
         self.next_heartbeat = now + self.config.heartbeat_interval;
-        if partitions.is_empty() {
+        // Eager: `assigned` is empty here (revoked before rejoining). Cooperative: it holds what we
+        // kept consuming through the rebalance (KIP-429).
+        let revoked: Vec<TopicPartition> = self
+            .assigned
+            .iter()
+            .filter(|tp| !partitions.contains(tp))
+            .cloned()
+            .collect();
+        if !revoked.is_empty() {
+            // Give up only what moved, commit it, and rejoin at once: the new owner gets it in the
+            // next generation. What we also gained comes back with that generation too.
+            self.phase = Phase::Stable;
+            self.start_revoke_of(
+                now,
+                revoked,
+                "the new assignment moves them to another member",
+                Then::Rejoin,
+                false,
+            );
+            return;
+        }
+        let added: Vec<TopicPartition> = partitions
+            .into_iter()
+            .filter(|tp| !self.assigned.contains(tp))
+            .collect();
+        if added.is_empty() {
             self.enter_stable(now, Vec::new());
         } else {
-            self.phase = Phase::FetchingOffsets { partitions };
+            self.phase = Phase::FetchingOffsets { partitions: added };
         }
     }
 
@@ -1020,12 +1050,16 @@ impl Membership {
 
     fn enter_stable(&mut self, now: Instant, partitions: Vec<(TopicPartition, Option<i64>)>) {
         self.phase = Phase::Stable;
+        self.assigned
+            .extend(partitions.iter().map(|(tp, _)| tp.clone()));
+        self.assigned.sort();
         if let Some(interval) = self.config.auto_commit_interval {
             self.next_commit = now + interval;
         }
         self.events.push_back(Event::Assigned {
             generation: self.generation,
             partitions,
+            owned: self.assigned.clone(),
         });
     }
 
@@ -1055,12 +1089,9 @@ impl Membership {
                 // The coordinator renews the session on this answer too, until we rejoin.
                 self.last_heartbeat_ok = now;
                 match self.phase {
-                    Phase::Stable => {
-                        self.start_revoke(now, "the group is rebalancing", Then::Rejoin, false)
-                    }
+                    Phase::Stable => self.rebalance(now, "the group is rebalancing"),
                     Phase::FetchingOffsets { .. } => {
-                        // Nothing consumed yet, so nothing to commit.
-                        self.assigned.clear();
+                        // Nothing of this generation consumed yet, so nothing to commit.
                         self.rejoin("the group is rebalancing".into());
                     }
                     // Already giving the partitions up to rejoin.
@@ -1138,11 +1169,15 @@ impl Membership {
             ResponseError::CoordinatorLoadInProgress | ResponseError::RequestTimedOut => {
                 self.retry_commit(now, purpose)
             }
+            // The heartbeat lane may have started the rebalance already.
             ResponseError::RebalanceInProgress if purpose == CommitPurpose::Periodic => {
-                self.start_revoke(now, "the group is rebalancing", Then::Rejoin, false)
+                if matches!(self.phase, Phase::Stable) {
+                    self.rebalance(now, "the group is rebalancing")
+                }
             }
             ResponseError::IllegalGeneration | ResponseError::UnknownMemberId
-                if purpose == CommitPurpose::Periodic =>
+                if purpose == CommitPurpose::Periodic
+                    && matches!(self.phase, Phase::Stable | Phase::FetchingOffsets { .. }) =>
             {
                 self.on_group_error(now, "OffsetCommit", e)
             }
@@ -1257,17 +1292,47 @@ impl Membership {
         }));
     }
 
-    /// Give up the partitions (committing them unless `lost`), then rejoin or leave.
+    /// Whether this member follows the cooperative protocol (KIP-429). As in Java, only when every
+    /// assignor it lists is cooperative: a list that also names an eager one must be able to end up
+    /// in an eager group, where everything is revoked before rejoining.
+    fn cooperative(&self) -> bool {
+        !self.config.assignors.is_empty()
+            && self.config.assignors.iter().all(|a| a.is_cooperative())
+    }
+
+    /// The group rebalances and we are still in it: eager, revoke everything (committing) then
+    /// rejoin; cooperative, rejoin at once, owning and consuming what we have.
+    fn rebalance(&mut self, now: Instant, reason: &str) {
+        if self.cooperative() {
+            self.rejoin(reason.to_string());
+        } else {
+            self.start_revoke(now, reason, Then::Rejoin, false);
+        }
+    }
+
+    /// Give up every partition (committing them unless `lost`), then rejoin or leave.
     fn start_revoke(&mut self, now: Instant, reason: &str, then: Then, lost: bool) {
+        let all = self.assigned.clone();
+        self.start_revoke_of(now, all, reason, then, lost);
+    }
+
+    /// Give up `partitions` (committing them unless `lost`), then rejoin or leave.
+    fn start_revoke_of(
+        &mut self,
+        now: Instant,
+        partitions: Vec<TopicPartition>,
+        reason: &str,
+        then: Then,
+        lost: bool,
+    ) {
         self.rejoin_reason = reason.to_string();
-        if self.assigned.is_empty()
-            || !matches!(self.phase, Phase::Stable | Phase::FetchingOffsets { .. })
-        {
+        self.revoking = partitions;
+        if self.revoking.is_empty() {
             self.after_revoke(then);
             return;
         }
         self.events.push_back(Event::Revoke {
-            partitions: self.assigned.clone(),
+            partitions: self.revoking.clone(),
             lost,
             reason: reason.to_string(),
         });
@@ -1279,7 +1344,16 @@ impl Membership {
     }
 
     fn lose(&mut self, now: Instant, reason: &str) {
-        if matches!(self.phase, Phase::Stable | Phase::FetchingOffsets { .. }) {
+        // Cooperative members own partitions through a join too: those are lost as well.
+        if !self.assigned.is_empty()
+            && !matches!(
+                self.phase,
+                Phase::Revoking { .. }
+                    | Phase::CommittingRevoked { .. }
+                    | Phase::Leaving
+                    | Phase::Done
+            )
+        {
             self.start_revoke(now, reason, Then::Rejoin, true);
         } else {
             self.rejoin(reason.to_string());
@@ -1287,18 +1361,19 @@ impl Membership {
     }
 
     fn after_revoke(&mut self, then: Then) {
-        self.assigned.clear();
-        self.positions.clear();
+        let revoked = std::mem::take(&mut self.revoking);
+        self.assigned.retain(|tp| !revoked.contains(tp));
+        self.positions.retain(|tp, _| !revoked.contains(tp));
         self.phase = match then {
             Then::Rejoin if !self.leave_requested => Phase::Joining,
             _ => Phase::Leaving,
         };
     }
 
+    /// Join again. Eager members own nothing here (they revoked first); cooperative ones keep
+    /// consuming what they own, which their JoinGroup names, until the new assignment says otherwise.
     fn rejoin(&mut self, reason: String) {
         self.rejoin_reason = reason;
-        self.assigned.clear();
-        self.positions.clear();
         if !matches!(self.phase, Phase::Leaving | Phase::Done) {
             self.phase = Phase::Joining;
         }

@@ -81,6 +81,13 @@ impl Harness {
         self.m.on_response(self.now, response);
     }
 
+    /// The events, without the `Joined` ones.
+    fn events_after_joining(&mut self) -> Vec<Event> {
+        let mut events = self.events();
+        events.retain(|e| !matches!(e, Event::Joined { .. }));
+        events
+    }
+
     fn events(&mut self) -> Vec<Event> {
         std::iter::from_fn(|| self.m.next_event()).collect()
     }
@@ -316,6 +323,7 @@ fn leader_joins_assigns_every_member_and_reports_committed_offsets() {
     assert!(events.contains(&Event::Assigned {
         generation: 5,
         partitions: vec![(tp(6), Some(100)), (tp(7), None), (tp(8), Some(42))],
+        owned: vec![tp(6), tp(7), tp(8)],
     }));
     assert_eq!(h.m.state(), State::Stable);
 }
@@ -554,7 +562,8 @@ fn a_broker_that_answers_join_at_once_and_then_rebalances_in_sync_is_followed() 
     h.respond(offsets(&[(4, 8)]));
     assert!(h.events().contains(&Event::Assigned {
         generation: 2,
-        partitions: vec![(tp(4), Some(8))]
+        partitions: vec![(tp(4), Some(8))],
+        owned: vec![tp(4)],
     }));
 }
 
@@ -1175,4 +1184,164 @@ fn the_leader_covers_and_watches_every_members_topics() {
         matches!(&h.events()[..], [Event::Revoke { lost: false, reason, .. }] if reason.contains("partition counts")),
         "a new partition of another member's topic is noticed"
     );
+}
+
+fn cooperative_config() -> Config {
+    Config {
+        assignors: vec![Assignor::CooperativeSticky],
+        ..config()
+    }
+}
+
+/// A JoinGroup answer choosing cooperative-sticky, with us as a follower.
+fn join_cooperative(generation: i32) -> Response {
+    let Response::JoinGroup(r) = join_ok("me", "other", generation, &[]) else {
+        unreachable!()
+    };
+    Response::JoinGroup(r.with_protocol_name(Some(StrBytes::from_static_str("cooperative-sticky"))))
+}
+
+fn owned_in(request: &Request) -> (Vec<TopicPartition>, i32) {
+    let Request::JoinGroup(join) = request else {
+        panic!("expected JoinGroup, got {request:?}")
+    };
+    let sub = codec::decode_subscription(&join.protocols[0].metadata).expect("subscription");
+    (sub.owned_partitions, sub.generation_id)
+}
+
+/// A cooperative follower, stable with `parts` in generation 1.
+fn cooperative_member(parts: &[i32]) -> Harness {
+    let mut h = Harness::new(cooperative_config());
+    h.send();
+    h.respond(coordinator(1));
+    h.send();
+    h.respond(join_cooperative(1));
+    h.send();
+    h.respond(sync_ok(parts));
+    h.send();
+    h.respond(offsets(&parts.iter().map(|&p| (p, -1)).collect::<Vec<_>>()));
+    h.events();
+    assert_eq!(h.m.state(), State::Stable);
+    h
+}
+
+#[test]
+fn a_cooperative_member_keeps_its_partitions_through_a_rebalance_and_revokes_only_what_moves() {
+    let mut h = cooperative_member(&[0, 1, 2]);
+    h.m.set_position(&tp(2), 7);
+    h.advance(HB);
+    h.send();
+    h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+    assert!(
+        !h.events().iter().any(|e| matches!(e, Event::Revoke { .. })),
+        "nothing revoked to rejoin"
+    );
+    let join = h.send();
+    assert_eq!(
+        owned_in(&join),
+        (vec![tp(0), tp(1), tp(2)], 1),
+        "the JoinGroup names what we own, and its generation"
+    );
+    assert_eq!(h.m.assignment(), &[tp(0), tp(1), tp(2)], "still consumed");
+    h.m.set_position(&tp(0), 3);
+    h.respond(join_cooperative(2));
+    h.send();
+    h.respond(sync_ok(&[0, 1]));
+    assert_eq!(
+        h.events_after_joining(),
+        vec![Event::Revoke {
+            partitions: vec![tp(2)],
+            lost: false,
+            reason: "the new assignment moves them to another member".into()
+        }]
+    );
+    h.m.revoke_done();
+    let (commit, _) = h.next_main(None);
+    assert_eq!(committed_offsets(&commit), vec![(0, 3), (2, 7)]);
+    h.respond(commit_answer(&commit, None));
+    h.events();
+    let (join, _) = h.next_main(None);
+    assert_eq!(
+        owned_in(&join),
+        (vec![tp(0), tp(1)], 2),
+        "rejoins at once without the revoked partition"
+    );
+    h.respond(join_cooperative(3));
+    h.send();
+    h.respond(sync_ok(&[0, 1]));
+    assert_eq!(
+        h.events_after_joining(),
+        vec![Event::Assigned {
+            generation: 3,
+            partitions: vec![],
+            owned: vec![tp(0), tp(1)]
+        }],
+        "nothing new to fetch offsets for, nothing restarted"
+    );
+    assert_eq!(h.m.state(), State::Stable);
+}
+
+#[test]
+fn a_cooperative_member_fetches_offsets_only_for_what_it_gains() {
+    let mut h = cooperative_member(&[0]);
+    h.advance(HB);
+    h.send();
+    h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+    h.send();
+    h.respond(join_cooperative(2));
+    h.send();
+    h.respond(sync_ok(&[0, 3]));
+    let Request::OffsetFetch(fetch) = h.send() else {
+        panic!("OffsetFetch")
+    };
+    assert_eq!(
+        fetch
+            .topics
+            .as_ref()
+            .map(|t| t[0].partition_indexes.clone()),
+        Some(vec![3])
+    );
+    h.respond(offsets(&[(3, 11)]));
+    assert_eq!(
+        h.events_after_joining(),
+        vec![Event::Assigned {
+            generation: 2,
+            partitions: vec![(tp(3), Some(11))],
+            owned: vec![tp(0), tp(3)]
+        }]
+    );
+}
+
+#[test]
+fn a_cooperative_member_that_is_fenced_loses_everything_without_committing() {
+    let mut h = cooperative_member(&[0, 1]);
+    h.m.set_position(&tp(0), 5);
+    h.advance(HB);
+    h.send();
+    h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+    h.send();
+    h.respond(join_error(ResponseError::UnknownMemberId, ""));
+    assert!(matches!(
+        &h.events()[..],
+        [Event::Revoke { lost: true, partitions, .. }] if partitions == &[tp(0), tp(1)]
+    ));
+    h.m.revoke_done();
+    let (join, _) = h.next_main(None);
+    assert_eq!(owned_in(&join).0, vec![], "owns nothing any more");
+}
+
+#[test]
+fn a_list_naming_an_eager_assignor_rebalances_eagerly_like_java() {
+    let mut c = config();
+    c.assignors = vec![Assignor::Range, Assignor::CooperativeSticky];
+    let mut h = Harness::new(c);
+    h.join(false, &[0, 1]);
+    h.events();
+    h.advance(HB);
+    h.send();
+    h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+    assert!(matches!(
+        &h.events()[..],
+        [Event::Revoke { lost: false, partitions, .. }] if partitions == &[tp(0), tp(1)]
+    ));
 }
