@@ -349,7 +349,11 @@ impl Consumer {
             self.high_watermarks.remove(tp);
         }
         m.assigned_count.set(self.fetchers.len() as i64);
-        self.rebalance_started.get_or_insert_with(Instant::now);
+        // The world stops for this member only when it owns nothing (eager revokes everything; a
+        // cooperative member keeps consuming what it keeps).
+        if self.fetchers.is_empty() {
+            self.rebalance_started.get_or_insert_with(Instant::now);
+        }
     }
 
     /// Informational events: commits update the offset and lag gauges.
