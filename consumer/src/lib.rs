@@ -155,8 +155,9 @@ pub async fn run(
         fetch: Arc::new(config.fetch()),
         delay: Duration::from_millis(config.process_delay_ms),
         group: handle,
-        fetchers: Vec::new(),
+        fetcher: None,
         epoch: 0,
+        positions: BTreeMap::new(),
         group_id: config.group_id.clone(),
         metrics,
         committed: BTreeMap::new(),
@@ -167,7 +168,7 @@ pub async fn run(
         stashed: None,
     };
     let processed = consumer.run(cancel).await;
-    consumer.stop_fetchers();
+    consumer.stop_fetcher();
     if let Err(err) = &processed {
         tracing::error!(%err, "processing failed; leaving the group");
         leave.cancel();
@@ -193,10 +194,14 @@ struct Consumer {
     delay: Duration,
     /// The group driver.
     group: GroupHandle,
-    /// The running fetch of the current assignment (one task per partition leader inside).
-    fetchers: Vec<(CancellationToken, JoinHandle<()>)>,
-    /// Bumped on every assignment change; batches from an older epoch are dropped unprocessed.
+    /// The running fetch of everything owned (one task per partition leader inside).
+    fetcher: Option<(CancellationToken, JoinHandle<()>)>,
+    /// Bumped every time the fetch restarts; batches of an older one are dropped unprocessed.
     epoch: u64,
+    /// The owned partitions with the offset to fetch next: committed at assignment (`None`: the
+    /// reset policy), then the position after the last processed record. A cooperative rebalance
+    /// restarts the fetch from here for the partitions kept, so they are never revoked nor re-read.
+    positions: BTreeMap<TopicPartition, Option<i64>>,
     /// `GROUP_ID`, a metric label.
     group_id: String,
     /// Prometheus metrics.
@@ -243,17 +248,24 @@ impl Consumer {
                 Next::Event(Event::Assigned {
                     generation,
                     partitions,
+                    owned,
                 }) => {
-                    self.epoch += 1;
-                    self.on_assigned(generation, &partitions);
-                    self.start_fetcher(partitions, batch_tx.clone());
+                    // Kept partitions go on from their positions; only what is new starts at its
+                    // committed offset.
+                    self.on_assigned(generation, &partitions, &owned);
+                    for (tp, committed) in partitions {
+                        self.positions.insert(tp, committed);
+                    }
+                    self.restart_fetch(batch_tx.clone());
                 }
-                Next::Event(Event::Revoke { .. }) => {
+                Next::Event(Event::Revoke { partitions, .. }) => {
                     // Positions of everything processed were reported as it was flushed; queued
-                    // batches of the old epoch are dropped unprocessed, so nothing is skipped.
-                    self.stop_fetchers();
-                    self.epoch += 1;
-                    self.on_revoked();
+                    // batches of a stopped fetcher are dropped unprocessed, so nothing is skipped.
+                    for tp in &partitions {
+                        self.positions.remove(tp);
+                    }
+                    self.restart_fetch(batch_tx.clone());
+                    self.on_revoked(&partitions);
                     let _ = self.group.commands.send(Command::RevokeDone);
                 }
                 Next::Event(other) => self.observe(&other),
@@ -261,20 +273,21 @@ impl Consumer {
         }
     }
 
-    fn start_fetcher(
-        &mut self,
-        partitions: Vec<(TopicPartition, Option<i64>)>,
-        out: mpsc::Sender<Batch>,
-    ) {
-        if partitions.is_empty() {
+    /// Stops the running fetch and, if anything is owned, starts one for all of it from
+    /// [`Consumer::positions`]: batches still queued from the old one are dropped by their epoch.
+    fn restart_fetch(&mut self, out: mpsc::Sender<Batch>) {
+        self.stop_fetcher();
+        if self.positions.is_empty() {
             return;
         }
-        let assignment = partitions
-            .into_iter()
-            .map(|(tp, committed)| {
+        self.epoch += 1;
+        let assignment = self
+            .positions
+            .iter()
+            .map(|(tp, position)| {
                 (
-                    fetch::TopicPartition::new(tp.topic, tp.partition),
-                    committed,
+                    fetch::TopicPartition::new(tp.topic.as_str(), tp.partition),
+                    *position,
                 )
             })
             .collect();
@@ -286,18 +299,25 @@ impl Consumer {
             out,
             token.clone(),
         ));
-        self.fetchers.push((token, task));
+        self.fetcher = Some((token, task));
     }
 
-    fn on_assigned(&mut self, generation: i32, partitions: &[(TopicPartition, Option<i64>)]) {
+    fn on_assigned(
+        &mut self,
+        generation: i32,
+        added: &[(TopicPartition, Option<i64>)],
+        owned: &[TopicPartition],
+    ) {
         let m = &self.metrics;
         m.generation.set(i64::from(generation));
-        m.assigned_count.set(partitions.len() as i64);
+        m.assigned_count.set(owned.len() as i64);
         m.assigned.reset();
-        for (tp, committed) in partitions {
+        for tp in owned {
             m.assigned
                 .with_label_values(&[&tp.topic, &tp.partition.to_string()])
                 .set(1);
+        }
+        for (tp, committed) in added {
             if let Some(offset) = committed {
                 self.committed.insert(tp.clone(), *offset);
             }
@@ -308,17 +328,31 @@ impl Consumer {
         }
     }
 
-    fn on_revoked(&mut self) {
+    fn on_revoked(&mut self, revoked: &[TopicPartition]) {
         let m = &self.metrics;
-        m.assigned.reset();
-        m.assigned_count.set(0);
         // Each member exports only the partitions it owns; summed over members it is the group's lag.
-        m.lag.reset();
-        m.committed.reset();
-        m.high_watermark.reset();
-        self.committed.clear();
-        self.high_watermarks.clear();
-        self.rebalance_started.get_or_insert_with(Instant::now);
+        for tp in revoked {
+            let partition = tp.partition.to_string();
+            let _ = m.assigned.remove_label_values(&[&tp.topic, &partition]);
+            let labels = [
+                self.group_id.as_str(),
+                tp.topic.as_str(),
+                partition.as_str(),
+            ];
+            let _ = m.lag.remove_label_values(&labels);
+            let _ = m.committed.remove_label_values(&labels);
+            let _ = m
+                .high_watermark
+                .remove_label_values(&[&tp.topic, &partition]);
+            self.committed.remove(tp);
+            self.high_watermarks.remove(tp);
+        }
+        m.assigned_count.set(self.positions.len() as i64);
+        // The world stops for this member only when it owns nothing (eager revokes everything; a
+        // cooperative member keeps consuming what it keeps).
+        if self.positions.is_empty() {
+            self.rebalance_started.get_or_insert_with(Instant::now);
+        }
     }
 
     /// Informational events: commits update the offset and lag gauges.
@@ -352,8 +386,8 @@ impl Consumer {
         }
     }
 
-    fn stop_fetchers(&mut self) {
-        for (token, _task) in std::mem::take(&mut self.fetchers) {
+    fn stop_fetcher(&mut self) {
+        if let Some((token, _task)) = self.fetcher.take() {
             token.cancel();
         }
     }
@@ -449,6 +483,9 @@ impl Consumer {
             self.line_buf.clear();
         }
         if let Some(offset) = next_offset {
+            if let Some(position) = self.positions.get_mut(partition) {
+                *position = Some(offset);
+            }
             let _ = self
                 .group
                 .commands

@@ -111,7 +111,8 @@ pub fn supported(api: ApiKey) -> VersionRange {
     VersionRange { min, max }
 }
 
-/// The APIs the group client uses, after ApiVersions.
+/// The APIs the group client uses, after ApiVersions. A member sends all but DescribeGroups, which
+/// only [`crate::inspect`] needs: see [`OPTIONAL_APIS`].
 pub const GROUP_APIS: [ApiKey; 9] = [
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,
@@ -123,6 +124,9 @@ pub const GROUP_APIS: [ApiKey; 9] = [
     ApiKey::Metadata,
     ApiKey::DescribeGroups,
 ];
+
+/// APIs a broker may lack without failing negotiation; calling one it lacks fails that call.
+pub const OPTIONAL_APIS: [ApiKey; 1] = [ApiKey::DescribeGroups];
 
 /// Negotiated versions of one connection, indexed by API key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -138,10 +142,15 @@ impl Versions {
     pub fn from_broker(broker: &transport::BrokerVersions) -> Result<Self, WireError> {
         let mut out = std::collections::BTreeMap::new();
         for api in GROUP_APIS {
-            let version = broker
-                .highest_common(api, supported(api))
-                .map_err(|(broker, ours)| WireError::UnsupportedVersion { api, broker, ours })?;
-            out.insert(api as i16, version);
+            match broker.highest_common(api, supported(api)) {
+                Ok(version) => {
+                    out.insert(api as i16, version);
+                }
+                Err(_) if OPTIONAL_APIS.contains(&api) => {}
+                Err((broker, ours)) => {
+                    return Err(WireError::UnsupportedVersion { api, broker, ours })
+                }
+            }
         }
         Ok(Self(out))
     }
@@ -429,6 +438,17 @@ mod tests {
         assert_eq!(v.get(ApiKey::OffsetFetch), Some(7));
         let v = Versions::negotiate(&broker_with(4)).expect("negotiates");
         assert_eq!(v.get(ApiKey::JoinGroup), Some(4));
+    }
+
+    #[test]
+    fn a_broker_without_describe_groups_still_serves_members() {
+        let mut response = broker_with(9);
+        response
+            .api_keys
+            .retain(|k| k.api_key != ApiKey::DescribeGroups as i16);
+        let v = Versions::negotiate(&response).expect("members never send DescribeGroups");
+        assert_eq!(v.get(ApiKey::JoinGroup), Some(9));
+        assert_eq!(v.get(ApiKey::DescribeGroups), None);
     }
 
     #[test]
