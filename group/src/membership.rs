@@ -20,6 +20,12 @@
 //! The eager protocol (range, roundrobin): a member gives up all its partitions before it rejoins, and
 //! commits their positions first, unless it lost them, in which case another member may already own
 //! them and a commit would overwrite that member's progress.
+//!
+//! The cooperative protocol (every listed assignor cooperative: `cooperative-sticky`) rejoins without
+//! revoking, keeps consuming what it owns, and after SyncGroup revokes only what moved, then rejoins
+//! at once. Heartbeats have their own lane ([`Lane`]): they go out from SyncGroup until the next
+//! JoinGroup, also while a commit is in flight and while the application revokes. See
+//! docs/rebalancing.md.
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
