@@ -324,7 +324,8 @@ pub struct Forecast {
     pub total_lag: i64,
     /// Total production, messages/s.
     pub produce_rate: f64,
-    /// Total consumption, messages/s; `None` while a partition's is still being measured.
+    /// Total consumption, messages/s: each member's over one span of its commits (owners unknown:
+    /// the group's); `None` while one is still being measured.
     pub consume_rate: Option<f64>,
     /// Falling behind: how fast the lag grows; draining: how fast it falls (negative); messages/s.
     pub growth: Option<f64>,
@@ -645,9 +646,21 @@ impl History {
             .filter_map(|p| p.rates)
             .map(|r| r.produce)
             .sum();
-        let consume_rate = partitions
+        // Per committer over one span each, as for the capacity: the partitions' own rates span
+        // different commits. A committer with a stalled partition consumes nothing now.
+        let all: Vec<i32> = partitions.iter().map(|f| f.partition).collect();
+        let consume_rate = committers(latest, &all)
             .iter()
-            .map(|p| p.rates.and_then(|r| r.consume))
+            .map(|ps| {
+                if partitions
+                    .iter()
+                    .any(|f| f.state == State::Stalled && ps.contains(&f.partition))
+                {
+                    Some(0.0)
+                } else {
+                    self.consumption(latest, ps, reset)
+                }
+            })
             .sum::<Option<f64>>();
         let state = group_state(latest, &partitions);
         let growth = match state {
@@ -889,25 +902,21 @@ impl History {
             .iter()
             .map(|f| owner_of(latest, f.partition))
             .collect();
-        let (committers, consumers): (Vec<Vec<i32>>, usize) = match owners {
+        let (counted, consumers): (Vec<i32>, usize) = match owners {
             Some(owners) if !owners.is_empty() => (
-                owners
+                partitions
                     .iter()
-                    .map(|&o| {
-                        partitions
-                            .iter()
-                            .map(|f| f.partition)
-                            .filter(|&p| owner_of(latest, p) == Some(o))
-                            .collect()
-                    })
+                    .map(|f| f.partition)
+                    .filter(|&p| owner_of(latest, p).is_some_and(|o| owners.contains(o)))
                     .collect(),
                 owners.len(),
             ),
             _ => (
-                vec![partitions.iter().map(|f| f.partition).collect()],
+                partitions.iter().map(|f| f.partition).collect(),
                 members.max(1),
             ),
         };
+        let committers = committers(latest, &counted);
         let Some(consumed) = committers
             .iter()
             .map(|ps| self.consumption(latest, ps, reset))
@@ -993,6 +1002,25 @@ impl History {
             consumed += (end.committed - start).max(0) as f64;
         }
         Some(consumed / (last - from))
+    }
+}
+
+/// Who commits `partitions` together: each owner with the partitions it owns; when an owner is
+/// unknown, the group as one (any move is the group's commit).
+fn committers(latest: &Snapshot, partitions: &[i32]) -> Vec<Vec<i32>> {
+    let owned: Option<Vec<(&str, i32)>> = partitions
+        .iter()
+        .map(|&p| owner_of(latest, p).map(|o| (o, p)))
+        .collect();
+    match owned {
+        Some(owned) => {
+            let mut by: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (o, p) in owned {
+                by.entry(o).or_default().push(p);
+            }
+            by.into_values().collect()
+        }
+        None => vec![partitions.to_vec()],
     }
 }
 

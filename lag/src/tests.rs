@@ -777,6 +777,7 @@ fn demo_quick_phase1(secs: f64) -> Vec<(f64, Forecast)> {
 /// commit were counted at their production rate, and partitions whose first commit came late were
 /// measured over a shorter span than the rest. The member's capacity is its consumption over all
 /// its partitions over one span: 50/s, and 5 consumers (the busiest of 5 owns 2 partitions, 44/s).
+/// The group's consumption rate is measured the same way.
 #[test]
 fn a_fresh_group_in_the_quick_demo_gets_its_true_capacity() {
     let forecasts = demo_quick_phase1(19.5);
@@ -795,6 +796,13 @@ fn a_fresh_group_in_the_quick_demo_gets_its_true_capacity() {
                 f.partitions
             );
             assert_eq!(count, 5, "t={t:.1}");
+            // What `admin lag` prints as consuming: the same span, not the partitions' own.
+            let consume = f.consume_rate.unwrap_or(0.0);
+            assert!(
+                (consume - 50.0).abs() < 50.0 * 0.15,
+                "t={t:.1}: consuming {:?}",
+                f.consume_rate
+            );
         }
     }
     let (t, last) = forecasts.last().expect("samples");
