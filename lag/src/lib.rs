@@ -32,7 +32,10 @@
 //!   consumer; a partition waiting its turn at a busy member is falling behind instead);
 //!   `FALLING_BEHIND` (growth above noise); `DRAINING` (growth below minus the
 //!   noise); `KEEPING_UP` again when the lag is bounded (no growth either way over at least half the
-//!   window); `MEASURING` otherwise (too few commits to tell). The group takes its members' worst.
+//!   window); `MEASURING` otherwise (too few commits to tell). The group takes its members' worst,
+//!   but while a partition is behind beyond the slack and never committed, it is at least
+//!   `MEASURING`: a member working through backlogs in turns has not reached it yet, and the
+//!   partitions it did reach, each drained while it is worked, say nothing of the whole.
 //! - **Drain ETA** = lag / −growth for a draining partition; "never" only for a partition falling
 //!   behind or stalled. For the group, the slowest owner decides (owners unknown: the slowest
 //!   partition).
@@ -662,7 +665,7 @@ impl History {
                 }
             })
             .sum::<Option<f64>>();
-        let state = group_state(latest, &partitions);
+        let state = group_state(latest, &partitions, dt);
         let growth = match state {
             State::FallingBehind | State::Draining => Some(
                 partitions
@@ -770,7 +773,7 @@ impl History {
 
 /// The group's own state when it has one (no members, rebalancing, nothing committed), else its
 /// partitions' worst.
-fn group_state(latest: &Snapshot, partitions: &[PartitionForecast]) -> State {
+fn group_state(latest: &Snapshot, partitions: &[PartitionForecast], dt: f64) -> State {
     if latest.empty() {
         State::Empty
     } else if !latest.stable() {
@@ -778,12 +781,21 @@ fn group_state(latest: &Snapshot, partitions: &[PartitionForecast]) -> State {
     } else if partitions.iter().all(|p| p.state == State::NoCommit) {
         State::NoCommit
     } else {
-        partitions
+        let worst = partitions
             .iter()
             .map(|p| p.state)
             .filter(|s| *s != State::NoCommit)
             .max_by_key(|s| s.severity())
-            .unwrap_or(State::KeepingUp)
+            .unwrap_or(State::KeepingUp);
+        let waiting = partitions.iter().any(|p| {
+            let produce = p.rates.map_or(0.0, |r| r.produce);
+            p.state == State::NoCommit
+                && p.lag.messages as f64 > produce * (dt / 2.0 + BATCH_SECS) + BATCH_RECORDS
+        });
+        match worst {
+            State::KeepingUp | State::Draining if waiting => State::Measuring,
+            worst => worst,
+        }
     }
 }
 

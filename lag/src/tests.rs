@@ -777,12 +777,22 @@ fn demo_quick_phase1(secs: f64) -> Vec<(f64, Forecast)> {
 /// commit were counted at their production rate, and partitions whose first commit came late were
 /// measured over a shorter span than the rest. The member's capacity is its consumption over all
 /// its partitions over one span: 50/s, and 5 consumers (the busiest of 5 owns 2 partitions, 44/s).
-/// The group's consumption rate is measured the same way.
+/// The group's consumption rate is measured the same way. And before it falls behind, the first
+/// partitions it drained while the others waited uncommitted said 'draining, 1 suffices'.
 #[test]
 fn a_fresh_group_in_the_quick_demo_gets_its_true_capacity() {
     let forecasts = demo_quick_phase1(19.5);
     let mut counted = 0;
     for (t, f) in &forecasts {
+        // The partitions reached first are drained while the rest wait uncommitted: the group
+        // neither keeps up nor drains, whatever those few say.
+        assert!(
+            !matches!(f.state, State::KeepingUp | State::Draining)
+                && !matches!(f.needed, Needed::Suffice { .. }),
+            "t={t:.1}: {:?}, {:?}",
+            f.state,
+            f.needed
+        );
         if let Needed::Count {
             count,
             capacity_per_consumer,
