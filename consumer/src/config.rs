@@ -201,6 +201,9 @@ impl Config {
                 OffsetReset::Latest => fetch::OffsetReset::Latest,
             },
             partition_max_bytes: self.fetch_max_bytes,
+            // Four partitions' worth per response rather than Java's 50 MB: a response's buffer lives
+            // until its last batch is processed, and a pod has 64 MiB.
+            max_bytes: self.fetch_max_bytes.saturating_mul(4),
             max_wait: self.fetch_max_wait.get(),
             ..fetch::FetchConfig::new(self.kafka_brokers.clone(), self.client_id.clone())
         }

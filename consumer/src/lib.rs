@@ -228,7 +228,10 @@ enum Next {
 
 impl Consumer {
     async fn run(&mut self, cancel: &CancellationToken) -> Result<(), ConsumerError> {
-        let (batch_tx, mut batches) = mpsc::channel::<Batch>(16);
+        // Few batches queued: each holds its decoded records (about 170 bytes a record besides the
+        // value, which borrows the fetch response) and keeps that response's buffer alive, so this
+        // bounds memory (a pod has 64 MiB) while still keeping the next batch ready.
+        let (batch_tx, mut batches) = mpsc::channel::<Batch>(4);
         loop {
             let next = match self.stashed.take() {
                 Some(event) => Next::Event(event),

@@ -164,8 +164,13 @@ pub async fn run(
             ));
         }
         pending = waiting;
+        // Partitions still waiting (no leader yet, or their leader's task is handing its own back).
         let retry = !pending.is_empty();
-        let delay = backoff.next_delay();
+        let delay = if retry {
+            backoff.next_delay()
+        } else {
+            Duration::ZERO
+        };
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(joined) = tasks.join_next() => match joined {
