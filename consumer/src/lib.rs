@@ -286,12 +286,7 @@ impl Consumer {
         let assignment = self
             .positions
             .iter()
-            .map(|(tp, position)| {
-                (
-                    fetch::TopicPartition::new(tp.topic.as_str(), tp.partition),
-                    *position,
-                )
-            })
+            .map(|(tp, position)| (tp.clone(), *position))
             .collect();
         let token = CancellationToken::new();
         let task = tokio::spawn(fetch::run(
@@ -415,7 +410,7 @@ impl Consumer {
             .high_watermark
             .with_label_values(&labels)
             .set(batch.high_watermark);
-        let tp = TopicPartition::new(batch.partition.topic.as_str(), batch.partition.partition);
+        let tp = batch.partition.clone();
         self.high_watermarks
             .insert(tp.clone(), batch.high_watermark);
         self.update_lag(&tp);
