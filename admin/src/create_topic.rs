@@ -7,7 +7,14 @@
 
 use std::time::Duration;
 
-use rskafka::client::{error::ProtocolError, Client};
+use group::ResponseError;
+use kafka_protocol::{
+    messages::{
+        create_topics_request::CreatableTopic, metadata_request::MetadataRequestTopic,
+        CreateTopicsRequest, MetadataRequest, MetadataResponse, TopicName,
+    },
+    protocol::StrBytes,
+};
 use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -15,8 +22,10 @@ use tokio_util::sync::CancellationToken;
 use runtime::{
     backoff::Backoff,
     config::{brokers, HumanDuration},
-    kafka,
+    kafka::ConnectError,
 };
+
+use crate::conn::{self, Conn, ConnError};
 
 /// `admin create-topic` settings, from the environment.
 #[derive(Debug, Clone, Deserialize)]
@@ -76,7 +85,7 @@ pub enum CreateTopicError {
     InvalidRequest(String),
     /// No broker answered in time.
     #[error(transparent)]
-    Connect(#[from] kafka::ConnectError),
+    Connect(#[from] ConnectError<ConnError>),
     /// The topic exists with another partition count.
     #[error(
         "topic '{topic}' already exists with {existing} partitions, but PARTITIONS={requested}; \
@@ -109,14 +118,51 @@ pub enum CreateTopicError {
     Broker {
         /// The topic.
         topic: String,
-        /// rskafka's error.
+        /// What failed.
         #[source]
-        source: rskafka::client::error::Error,
+        source: Failure,
     },
     /// Shutdown requested.
     #[error("cancelled")]
     Cancelled,
 }
+
+/// A failed request: the broker's error, or the connection's.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The broker answered with an error.
+    #[error("{error}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Broker {
+        /// The error code.
+        error: ResponseError,
+        /// The broker's own words, if it gave any.
+        message: Option<String>,
+    },
+    /// The connection failed (it is dropped and made again).
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+}
+
+impl Failure {
+    fn broker_error(&self) -> Option<ResponseError> {
+        match self {
+            Self::Broker { error, .. } => Some(*error),
+            Self::Conn(_) => None,
+        }
+    }
+
+    /// Worth trying again: a connection lost, a controller moving, a broker starting.
+    fn is_retriable(&self) -> bool {
+        match self {
+            Self::Broker { error, .. } => error.is_retriable(),
+            Self::Conn(_) => true,
+        }
+    }
+}
+
+/// How long one request may wait for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Creates the topic, or confirms it exists as requested.
 pub async fn run(config: &Config, cancel: &CancellationToken) -> Result<Outcome, CreateTopicError> {
@@ -134,33 +180,29 @@ pub async fn run(config: &Config, cancel: &CancellationToken) -> Result<Outcome,
     }
     let started = Instant::now();
     let deadline = started + config.admin_timeout.get();
-    let client = kafka::connect(
-        &config.kafka_brokers,
-        &config.client_id,
-        Some(deadline),
-        cancel,
-    )
-    .await?;
-    let controller = client
-        .controller_client()
-        .map_err(|source| broker_error(config, source))?;
+    let mut client = Cluster {
+        conn: Some(
+            conn::bootstrap(
+                &config.kafka_brokers,
+                &config.client_id,
+                Some(deadline),
+                cancel,
+            )
+            .await?,
+        ),
+        config,
+    };
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let mut last_logged: Option<String> = None;
 
     loop {
-        let attempt = controller.create_topic(
-            config.topic.clone(),
-            config.partitions,
-            config.replication_factor,
-            30_000,
-        );
         let result = tokio::select! {
-            r = attempt => r,
+            r = client.create_topic() => r,
             _ = cancel.cancelled() => return Err(CreateTopicError::Cancelled),
         };
         let err = match result {
             Ok(()) => {
-                wait_for_partitions(&client, config, deadline, cancel).await?;
+                wait_for_partitions(&mut client, deadline, cancel).await?;
                 tracing::info!(
                     topic = %config.topic,
                     partitions = config.partitions,
@@ -175,7 +217,7 @@ pub async fn run(config: &Config, cancel: &CancellationToken) -> Result<Outcome,
         let step = next_step(&err, Instant::now() + delay >= deadline);
         let state = match step {
             Step::CheckExisting => {
-                let existing = partition_count(&client, config, deadline, cancel).await?;
+                let existing = partition_count(&mut client, deadline, cancel).await?;
                 if existing == Some(config.partitions as usize) {
                     tracing::info!(topic = %config.topic, partitions = config.partitions, "topic already exists as requested");
                     return Ok(Outcome::AlreadyExists);
@@ -226,52 +268,149 @@ enum Step {
     Fail,
 }
 
-fn next_step(err: &rskafka::client::error::Error, past_deadline: bool) -> Step {
-    match kafka::protocol_error(err) {
-        Some(ProtocolError::TopicAlreadyExists) => Step::CheckExisting,
+fn next_step(err: &Failure, past_deadline: bool) -> Step {
+    match err.broker_error() {
+        Some(ResponseError::TopicAlreadyExists) => Step::CheckExisting,
         // While a cluster starts, brokers register one by one: too few for the replication factor is
         // a state to wait out, not an error, until the deadline.
-        Some(ProtocolError::InvalidReplicationFactor) if past_deadline => {
+        Some(ResponseError::InvalidReplicationFactor) if past_deadline => {
             Step::FailNotEnoughBrokers
         }
-        Some(ProtocolError::InvalidReplicationFactor) => Step::WaitForBrokers,
-        _ if past_deadline || !kafka::is_retriable(err) => Step::Fail,
+        Some(ResponseError::InvalidReplicationFactor) => Step::WaitForBrokers,
+        _ if past_deadline || !err.is_retriable() => Step::Fail,
         _ => Step::Retry,
     }
 }
 
-fn broker_error(config: &Config, source: rskafka::client::error::Error) -> CreateTopicError {
+fn broker_error(config: &Config, source: Failure) -> CreateTopicError {
     CreateTopicError::Broker {
         topic: config.topic.clone(),
         source,
     }
 }
 
+/// The connection `create-topic` asks on, made again after any failure.
+struct Cluster<'a> {
+    conn: Option<Conn>,
+    config: &'a Config,
+}
+
+impl Cluster<'_> {
+    /// The topic's metadata, never creating it (brokers auto-create topics a Metadata request names
+    /// unless told not to).
+    async fn metadata(&mut self) -> Result<MetadataResponse, Failure> {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_string(self.config.topic.clone())),
+            ))]))
+            .with_allow_auto_topic_creation(false);
+        Ok(self.call(&request).await?.1)
+    }
+
+    /// CreateTopics, sent to the controller: a KRaft broker forwards it there itself, a ZooKeeper-era
+    /// broker that is not the controller refuses it.
+    async fn create_topic(&mut self) -> Result<(), Failure> {
+        let controller = self.metadata().await?;
+        let controller = controller
+            .brokers
+            .iter()
+            .find(|b| b.node_id == controller.controller_id)
+            .map(|b| format!("{}:{}", b.host, b.port));
+        if let (Some(addr), Some(conn)) = (controller, self.conn.as_ref()) {
+            if conn.addr() != addr {
+                self.conn =
+                    Some(Conn::connect(&addr, &self.config.client_id, REQUEST_TIMEOUT).await?);
+            }
+        }
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(self.config.topic.clone())))
+                .with_num_partitions(self.config.partitions)
+                .with_replication_factor(self.config.replication_factor)])
+            .with_timeout_ms(30_000);
+        let (_, response) = self.call(&request).await?;
+        let topic = response
+            .topics
+            .into_iter()
+            .find(|t| t.name.0 == *self.config.topic);
+        match topic
+            .and_then(|t| ResponseError::try_from_code(t.error_code).map(|e| (e, t.error_message)))
+        {
+            None => Ok(()),
+            Some((error, message)) => Err(Failure::Broker {
+                error,
+                message: message.map(|m| m.to_string()),
+            }),
+        }
+    }
+
+    async fn call<R: kafka_protocol::protocol::Request>(
+        &mut self,
+        request: &R,
+    ) -> Result<(i16, R::Response), Failure> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => conn::bootstrap(
+                &self.config.kafka_brokers,
+                &self.config.client_id,
+                Some(Instant::now() + REQUEST_TIMEOUT),
+                &CancellationToken::new(),
+            )
+            .await
+            .map_err(|e| match e {
+                ConnectError::Timeout { last_error, .. } => Failure::Conn(last_error),
+                other => Failure::Conn(ConnError::Io {
+                    addr: self.config.kafka_brokers.join(","),
+                    error: std::io::Error::other(other.to_string()),
+                }),
+            })?,
+        };
+        let mut conn = conn;
+        let response = conn.call(request, REQUEST_TIMEOUT).await?;
+        self.conn = Some(conn);
+        Ok(response)
+    }
+}
+
 /// The topic's partition count from fresh metadata (`None`: not visible yet), retrying transient
 /// failures until `deadline`.
 async fn partition_count(
-    client: &Client,
-    config: &Config,
+    client: &mut Cluster<'_>,
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> Result<Option<usize>, CreateTopicError> {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         let listed = tokio::select! {
-            r = client.list_topics() => r,
+            r = client.metadata() => r,
             _ = cancel.cancelled() => return Err(CreateTopicError::Cancelled),
         };
-        match listed {
-            Ok(topics) => {
-                return Ok(topics
+        let failure = match listed {
+            Ok(r) => {
+                let Some(t) = r
+                    .topics
                     .into_iter()
-                    .find(|t| t.name == config.topic)
-                    .map(|t| t.partitions.len()))
+                    .find(|t| t.name.as_ref().is_some_and(|n| n.0 == *client.config.topic))
+                else {
+                    return Ok(None);
+                };
+                match ResponseError::try_from_code(t.error_code) {
+                    None => return Ok(Some(t.partitions.len())),
+                    Some(ResponseError::UnknownTopicOrPartition) => return Ok(None),
+                    Some(error) => Failure::Broker {
+                        error,
+                        message: None,
+                    },
+                }
             }
-            Err(err) if kafka::is_retriable(&err) && Instant::now() < deadline => {
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
-            Err(err) => return Err(broker_error(config, err)),
+            Err(failure) => failure,
+        };
+        if !(failure.is_retriable() && Instant::now() < deadline) {
+            return Err(broker_error(client.config, failure));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = cancel.cancelled() => return Err(CreateTopicError::Cancelled),
         }
     }
 }
@@ -279,14 +418,14 @@ async fn partition_count(
 /// After CreateTopics succeeds, metadata can lag behind on other brokers; the Job only finishes once
 /// every partition is visible, so producers started after it never see a half-made topic.
 async fn wait_for_partitions(
-    client: &Client,
-    config: &Config,
+    client: &mut Cluster<'_>,
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> Result<(), CreateTopicError> {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    let config = client.config;
     loop {
-        let count = partition_count(client, config, deadline, cancel).await?;
+        let count = partition_count(client, deadline, cancel).await?;
         if count == Some(config.partitions as usize) {
             return Ok(());
         }
@@ -301,21 +440,17 @@ async fn wait_for_partitions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rskafka::client::error::{Error, RequestContext};
 
-    fn server_error(code: ProtocolError) -> Error {
-        Error::ServerError {
-            protocol_error: code,
-            error_message: None,
-            request: RequestContext::Topic("t".into()),
-            response: None,
-            is_virtual: false,
+    fn server_error(error: ResponseError) -> Failure {
+        Failure::Broker {
+            error,
+            message: None,
         }
     }
 
     #[test]
     fn too_few_brokers_is_waited_out_then_explained() {
-        let err = server_error(ProtocolError::InvalidReplicationFactor);
+        let err = server_error(ResponseError::InvalidReplicationFactor);
         assert_eq!(next_step(&err, false), Step::WaitForBrokers);
         assert_eq!(next_step(&err, true), Step::FailNotEnoughBrokers);
         let message = CreateTopicError::NotEnoughBrokers {
@@ -334,17 +469,17 @@ mod tests {
     #[test]
     fn existing_topic_is_checked_not_failed() {
         assert_eq!(
-            next_step(&server_error(ProtocolError::TopicAlreadyExists), true),
+            next_step(&server_error(ResponseError::TopicAlreadyExists), true),
             Step::CheckExisting
         );
     }
 
     #[test]
     fn transient_errors_retry_until_the_deadline_and_fatal_ones_fail_at_once() {
-        let transient = server_error(ProtocolError::NotController);
+        let transient = server_error(ResponseError::NotController);
         assert_eq!(next_step(&transient, false), Step::Retry);
         assert_eq!(next_step(&transient, true), Step::Fail);
-        let fatal = server_error(ProtocolError::TopicAuthorizationFailed);
+        let fatal = server_error(ResponseError::TopicAuthorizationFailed);
         assert_eq!(next_step(&fatal, false), Step::Fail);
     }
 }

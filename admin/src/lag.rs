@@ -12,7 +12,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
-    sync::Arc,
     time::Duration,
 };
 
@@ -22,10 +21,6 @@ use group::{
     TopicPartition,
 };
 use lag::{Basis, Eta, Forecast, History, Needed, PartitionSnapshot, Reset, Snapshot};
-use rskafka::client::{
-    partition::{OffsetAt, PartitionClient, UnknownTopicHandling},
-    Client,
-};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
@@ -33,7 +28,12 @@ use tokio_util::sync::CancellationToken;
 
 use runtime::{
     config::{brokers, HumanDuration},
-    kafka,
+    kafka::ConnectError,
+};
+
+use crate::{
+    conn::{self, ConnError},
+    exporter::sample::{Filter, PartitionLog, SampleError, Sampler},
 };
 
 /// Settings from the environment.
@@ -101,7 +101,7 @@ pub enum LagError {
     #[error("{source}; admin lag waited up to {}: give it longer with --timeout or ADMIN_TIMEOUT", humantime::format_duration(*.timeout))]
     Connect {
         /// What the connection attempts saw.
-        source: kafka::ConnectError,
+        source: ConnectError<ConnError>,
         /// The deadline, for the message.
         timeout: Duration,
     },
@@ -113,19 +113,19 @@ pub enum LagError {
     Kafka {
         /// What was being read.
         what: String,
-        /// rskafka's error.
+        /// The failure.
         #[source]
-        source: rskafka::client::error::Error,
+        source: SampleError,
     },
+    /// A partition has no leader to ask for its offsets.
+    #[error("{0} has no leader")]
+    NoLeader(TopicPartition),
     /// The group has no members and no committed offsets.
     #[error("group '{0}' does not exist: it has no members and no committed offsets")]
     UnknownGroup(String),
     /// The topic does not exist.
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
-    /// A reading task failed.
-    #[error("reading partitions: {0}")]
-    Task(String),
     /// The brokers did not answer in time.
     #[error("no complete answer from the brokers within {0:?}")]
     Timeout(Duration),
@@ -261,12 +261,11 @@ fn waiting(opts: &Options, sampled: &Result<Vec<Sample>, LagError>) -> Option<St
 
 /// Reads samples of a group's lag, reusing its connections between samples.
 pub struct Reader {
-    client: Client,
+    /// Metadata, log offsets and timestamps: the exporter's batched requests, one per leader.
+    sampler: Sampler,
     env: Env,
     /// The coordinator connection, reopened after any error.
     coordinator: Option<Connection>,
-    /// Cached per partition.
-    partition_clients: BTreeMap<TopicPartition, Arc<PartitionClient>>,
     /// Time origin for snapshots.
     started: Instant,
 }
@@ -279,14 +278,20 @@ impl Reader {
         cancel: &CancellationToken,
     ) -> Result<Self, LagError> {
         let deadline = Some(Instant::now() + timeout);
-        let client = kafka::connect(&env.kafka_brokers, &env.client_id, deadline, cancel)
+        let conn = conn::bootstrap(&env.kafka_brokers, &env.client_id, deadline, cancel)
             .await
             .map_err(|source| LagError::Connect { source, timeout })?;
+        let sampler = Sampler::new(
+            env.kafka_brokers.clone(),
+            env.client_id.clone(),
+            SAMPLE_TIMEOUT,
+            Filter::everything(),
+        )
+        .with_bootstrap_connection(conn);
         Ok(Self {
-            client,
+            sampler,
             env: env.clone(),
             coordinator: None,
-            partition_clients: BTreeMap::new(),
             started: Instant::now(),
         })
     }
@@ -319,7 +324,7 @@ impl Reader {
             }
             tracing::debug!(cause = ?last, "sample failed; retrying on fresh connections");
             self.coordinator = None;
-            self.partition_clients.clear();
+            self.sampler.reset();
         }
         Err(last.unwrap_or(LagError::Timeout(SAMPLE_TIMEOUT)))
     }
@@ -356,15 +361,16 @@ impl Reader {
                 .chain(description.members.iter().flat_map(|m| m.topics.clone()))
                 .collect(),
         };
-        let listed = self
-            .client
-            .list_topics()
+        let kafka = |what: &str| {
+            let what = what.to_string();
+            move |source| LagError::Kafka { what, source }
+        };
+        let (_, listed) = self
+            .sampler
+            .metadata()
             .await
-            .map_err(|source| LagError::Kafka {
-                what: "listing topics".into(),
-                source,
-            })?;
-        let topics = if topics.is_empty() && listed.iter().any(|t| t.name == self.env.topic) {
+            .map_err(kafka("listing topics"))?;
+        let topics = if topics.is_empty() && listed.contains_key(&self.env.topic) {
             BTreeSet::from([self.env.topic.clone()])
         } else {
             topics
@@ -374,13 +380,12 @@ impl Reader {
         }
         let mut out = Vec::new();
         for topic in topics {
-            let Some(meta) = listed.iter().find(|t| t.name == topic) else {
+            let Some(meta) = listed.get(&topic) else {
                 return Err(LagError::UnknownTopic(topic));
             };
             let partitions: Vec<TopicPartition> = meta
-                .partitions
                 .iter()
-                .map(|&p| TopicPartition::new(topic.clone(), p))
+                .map(|p| TopicPartition::new(topic.clone(), p.partition))
                 .collect();
             // Committed first, log ends second: lag cannot go negative from the order of reads.
             let committed =
@@ -395,34 +400,58 @@ impl Reader {
                         .map(move |tp| (tp, m.member_id.as_str()))
                 })
                 .collect();
-            // Every partition at once: one round trip of latency per sample, not one per partition.
-            let mut reads = tokio::task::JoinSet::new();
-            for tp in &partitions {
-                let pc = self.partition_client(tp).await?;
-                let (tp, c, reset) = (tp.clone(), committed.get(tp).copied(), opts.reset);
-                reads.spawn(async move { read_partition(pc, tp, c, reset).await });
+            // Every partition at once: one request per leader, not one per partition.
+            let mut logs = BTreeMap::from([(topic.clone(), meta.clone())]);
+            self.sampler
+                .log_offsets(&mut logs)
+                .await
+                .map_err(kafka(&format!("reading the offsets of {topic}")))?;
+            let mut ranges = Vec::new();
+            for log in logs.remove(&topic).unwrap_or_default() {
+                let tp = TopicPartition::new(topic.clone(), log.partition);
+                let PartitionLog {
+                    log_start: Some(log_start),
+                    log_end: Some(log_end),
+                    ..
+                } = log
+                else {
+                    return Err(LagError::NoLeader(tp));
+                };
+                let committed = committed.get(&tp).copied();
+                let from = match (committed, opts.reset) {
+                    (Some(c), _) => Some(c),
+                    (None, Reset::Earliest) => Some(log_start),
+                    (None, Reset::Latest) => None,
+                };
+                ranges.push((tp, log_start, log_end, committed, from));
             }
-            let mut snaps = Vec::new();
-            while let Some(read) = reads.join_next().await {
-                match read {
-                    Ok(Ok(mut snap)) => {
-                        snap.owner = owners
-                            .iter()
-                            .find(|(tp, _)| tp.partition == snap.partition && tp.topic == topic)
-                            .map(|(_, o)| o.to_string());
-                        snaps.push(snap);
-                    }
-                    Ok(Err((tp, source))) => {
-                        // A leader may have moved: reconnect next time.
-                        self.partition_clients.remove(&tp);
-                        return Err(LagError::Kafka {
-                            what: format!("reading the offsets of {tp}"),
-                            source,
-                        });
-                    }
-                    Err(join) => return Err(LagError::Task(join.to_string())),
-                }
-            }
+            let wanted: BTreeMap<TopicPartition, BTreeSet<i64>> = ranges
+                .iter()
+                .filter_map(|(tp, _, end, _, from)| {
+                    from.filter(|f| f < end)
+                        .map(|f| (tp.clone(), BTreeSet::from([f])))
+                })
+                .collect();
+            let logs = BTreeMap::from([(topic.clone(), meta.clone())]);
+            let timestamps = self
+                .sampler
+                .timestamps(&logs, &wanted)
+                .await
+                .map_err(kafka(&format!("reading the oldest records of {topic}")))?;
+            let mut snaps: Vec<PartitionSnapshot> = ranges
+                .into_iter()
+                .map(
+                    |(tp, log_start, log_end, committed, from)| PartitionSnapshot {
+                        partition: tp.partition,
+                        log_start,
+                        log_end,
+                        committed,
+                        oldest_unconsumed_ms: from
+                            .and_then(|f| timestamps.get(&(tp.clone(), f)).copied()),
+                        owner: owners.get(&tp).map(|o| o.to_string()),
+                    },
+                )
+                .collect();
             snaps.sort_by_key(|p| p.partition);
             out.push(Sample {
                 topic: topic.clone(),
@@ -442,71 +471,6 @@ impl Reader {
         }
         Ok(out)
     }
-
-    async fn partition_client(
-        &mut self,
-        tp: &TopicPartition,
-    ) -> Result<Arc<PartitionClient>, LagError> {
-        if let Some(pc) = self.partition_clients.get(tp) {
-            return Ok(Arc::clone(pc));
-        }
-        let pc = self
-            .client
-            .partition_client(tp.topic.clone(), tp.partition, UnknownTopicHandling::Error)
-            .await
-            .map_err(|source| LagError::Kafka {
-                what: format!("reaching the leader of {tp}"),
-                source,
-            })?;
-        let pc = Arc::new(pc);
-        self.partition_clients.insert(tp.clone(), Arc::clone(&pc));
-        Ok(pc)
-    }
-}
-
-/// Log range, committed offset and the timestamp of the oldest unconsumed record of one partition.
-async fn read_partition(
-    pc: Arc<PartitionClient>,
-    tp: TopicPartition,
-    committed: Option<i64>,
-    reset: Reset,
-) -> Result<PartitionSnapshot, (TopicPartition, rskafka::client::error::Error)> {
-    let log_start = pc
-        .get_offset(OffsetAt::Earliest)
-        .await
-        .map_err(|e| (tp.clone(), e))?;
-    let log_end = pc
-        .get_offset(OffsetAt::Latest)
-        .await
-        .map_err(|e| (tp.clone(), e))?;
-    let from = match (committed, reset) {
-        (Some(c), _) => Some(c),
-        (None, Reset::Earliest) => Some(log_start),
-        (None, Reset::Latest) => None,
-    };
-    let oldest = match from {
-        Some(from) if from < log_end => timestamp_at(&pc, from).await,
-        _ => None,
-    };
-    Ok(PartitionSnapshot {
-        partition: tp.partition,
-        log_start,
-        log_end,
-        committed,
-        oldest_unconsumed_ms: oldest,
-        owner: None,
-    })
-}
-
-/// Timestamp of the first record at or after `offset` (best effort: `None` if it cannot be read).
-/// Asks for 1 KiB: the broker still returns the first whole batch, which is all this needs.
-async fn timestamp_at(pc: &PartitionClient, offset: i64) -> Option<i64> {
-    // A zero wait lets some brokers (nisshi) answer before reading: allow a short one.
-    let (records, _) = pc.fetch_records(offset, 1..1024, 200).await.ok()?;
-    records
-        .iter()
-        .find(|r| r.offset >= offset)
-        .map(|r| r.record.timestamp.timestamp_millis())
 }
 
 fn now_ms() -> i64 {

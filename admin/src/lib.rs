@@ -1,6 +1,8 @@
 //! Kafka administration for the experiment.
 //!
 //! # Layout
+//! - [`conn`]: a broker connection (on `transport`) for the admin APIs, at the newest version both
+//!   sides speak.
 //! - [`create_topic`]: creates the experiment's topic, idempotently, waiting for the brokers first.
 //! - [`lag`]: a group's lag per partition, time lag, and (watching) rates, drain ETA and consumers needed.
 //! - [`exporter`]: the long-running lag exporter: every group's lag and forecast on `/metrics` and
@@ -8,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod conn;
 pub mod create_topic;
 pub mod exporter;
 pub mod lag;

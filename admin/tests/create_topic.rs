@@ -90,7 +90,7 @@ fn unreachable_brokers_fail_after_the_deadline() {
         stderr.contains("Kafka is not reachable yet; retrying"),
         "retries are logged:\n{stderr}"
     );
-    // Bounded by ADMIN_TIMEOUT plus one rskafka attempt, not by rskafka's unbounded default.
+    // Bounded by ADMIN_TIMEOUT plus one connection attempt.
     assert!(took < Duration::from_secs(20), "took {took:?}");
 }
 

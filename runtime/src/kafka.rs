@@ -1,6 +1,6 @@
-//! Connecting to Kafka with rskafka, and deciding which broker errors are worth a retry.
+//! Connecting to Kafka (with rskafka, or any client through [`retry_connect`]), and deciding which broker errors are worth a retry.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use rskafka::{
     client::{
@@ -19,10 +19,10 @@ use crate::backoff::Backoff;
 /// deadlines and shutdown: rskafka's default retries forever, with waits growing to 500 s.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(1);
 
-/// Why [`connect`] gave up.
+/// Why [`connect`] (or [`retry_connect`] with another client's error `E`) gave up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConnectError {
+pub enum ConnectError<E = ClientError> {
     /// Shutdown was requested while waiting for the brokers.
     #[error("cancelled while connecting to {brokers}")]
     Cancelled {
@@ -37,7 +37,7 @@ pub enum ConnectError {
         /// How long we tried.
         waited: Duration,
         /// The last failure seen.
-        last_error: ClientError,
+        last_error: E,
     },
 }
 
@@ -51,35 +51,51 @@ pub fn rskafka_backoff() -> BackoffConfig {
     }
 }
 
-/// Builds a client for `brokers`, retrying with backoff until a broker answers, `deadline` passes
-/// (`None`: wait as long as it takes, as a pod should while Kafka starts) or `cancel` fires. Logs the
-/// first failure at warn and the recovery at info, not every attempt.
+/// Builds an rskafka client for `brokers`, as [`retry_connect`] does.
 pub async fn connect(
     brokers: &[String],
     client_id: &str,
     deadline: Option<Instant>,
     cancel: &CancellationToken,
 ) -> Result<Client, ConnectError> {
-    let started = Instant::now();
-    let list = brokers.join(",");
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
+    retry_connect(brokers, deadline, cancel, || async {
         let attempt = ClientBuilder::new(brokers.to_vec())
             .client_id(client_id)
             .backoff_config(rskafka_backoff())
             .build();
         // One attempt is bounded by the deadline too: a host that accepts the connection and never
         // answers (a wrong port, a firewall that drops) would otherwise hold it far past it.
-        let bounded = async {
-            match deadline {
-                Some(deadline) => tokio::time::timeout_at(deadline, attempt)
-                    .await
-                    .unwrap_or(Err(ClientError::Timeout)),
-                None => attempt.await,
-            }
-        };
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, attempt)
+                .await
+                .unwrap_or(Err(ClientError::Timeout)),
+            None => attempt.await,
+        }
+    })
+    .await
+}
+
+/// Runs `attempt` (one try at reaching the cluster behind `brokers`) with backoff until it succeeds,
+/// `deadline` passes (`None`: wait as long as it takes, as a pod should while Kafka starts) or
+/// `cancel` fires. Logs the first failure at warn and the recovery at info, not every attempt. The
+/// attempt bounds itself by the deadline.
+pub async fn retry_connect<T, E, F, Fut>(
+    brokers: &[String],
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+    mut attempt: F,
+) -> Result<T, ConnectError<E>>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let started = Instant::now();
+    let list = brokers.join(",");
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
         let result = tokio::select! {
-            r = bounded => r,
+            r = attempt() => r,
             _ = cancel.cancelled() => return Err(ConnectError::Cancelled { brokers: list }),
         };
         let err = match result {

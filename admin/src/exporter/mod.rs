@@ -8,12 +8,9 @@
 //! `/metrics`, sets `lag_exporter_last_sample_success` to 0 and retries with capped backoff.
 //!
 //! # Layout
-//! - [`conn`]: one broker connection for the admin APIs (ListGroups, OffsetFetch v8, ListOffsets,
-//!   Metadata, Fetch), generic over `kafka-protocol`'s request types.
 //! - [`sample`]: one batched sample of the cluster.
 //! - [`metrics`]: the Prometheus families built from a sample and its forecasts.
 
-pub mod conn;
 pub mod metrics;
 pub mod sample;
 

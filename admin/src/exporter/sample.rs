@@ -29,7 +29,7 @@ use kafka_protocol::{
 };
 use tokio::task::JoinSet;
 
-use super::conn::{Conn, ConnError};
+use crate::conn::{Conn, ConnError};
 
 /// Why a sample failed. The exporter retries the next one with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,17 @@ pub struct Filter {
     pub groups: regex_lite::Regex,
     /// Topics whose whole name matches.
     pub topics: regex_lite::Regex,
+}
+
+impl Filter {
+    /// Every group and every topic.
+    pub fn everything() -> Self {
+        let all = regex_lite::Regex::new(".*").expect("a constant pattern");
+        Self {
+            groups: all.clone(),
+            topics: all,
+        }
+    }
 }
 
 /// One partition's log.
@@ -148,6 +159,12 @@ impl Sampler {
             conns: BTreeMap::new(),
             meta: None,
         }
+    }
+
+    /// Asks Metadata on `conn` first, a bootstrap connection the caller already made.
+    pub(crate) fn with_bootstrap_connection(mut self, conn: Conn) -> Self {
+        self.meta = Some(conn);
+        self
     }
 
     /// Forgets every connection: after an error, the next sample starts afresh.
@@ -300,7 +317,9 @@ impl Sampler {
         // Log ends after commits.
         let mut topics = topics;
         self.log_offsets(&mut topics).await?;
-        let timestamps = self.timestamps(&topics, groups.values()).await?;
+        let timestamps = self
+            .timestamps(&topics, &behind_log_end(&topics, groups.values()))
+            .await?;
         Ok(ClusterSample {
             wall_ms: now_ms(),
             brokers,
@@ -313,7 +332,7 @@ impl Sampler {
 
     /// Brokers and the selected topics' partitions and leaders, from any bootstrap broker (the one
     /// that answered last time first).
-    async fn metadata(
+    pub(crate) async fn metadata(
         &mut self,
     ) -> Result<(usize, BTreeMap<String, Vec<PartitionLog>>), SampleError> {
         let request = MetadataRequest::default().with_topics(None);
@@ -380,7 +399,7 @@ impl Sampler {
     }
 
     /// Log start and end of every partition with a leader: two ListOffsets per leader.
-    async fn log_offsets(
+    pub(crate) async fn log_offsets(
         &mut self,
         topics: &mut BTreeMap<String, Vec<PartitionLog>>,
     ) -> Result<(), SampleError> {
@@ -454,32 +473,14 @@ impl Sampler {
         Ok(())
     }
 
-    /// The timestamp of the record at each committed offset behind the log end. A partition holds
-    /// one offset per Fetch, so partitions several groups committed at different offsets take
-    /// several rounds; each round is one Fetch per leader.
-    async fn timestamps<'a>(
+    /// The timestamp of the record at each offset of `wanted` (per partition of `topics`). A
+    /// partition holds one offset per Fetch, so partitions asked at several offsets (groups that
+    /// committed different ones) take several rounds; each round is one Fetch per leader.
+    pub(crate) async fn timestamps(
         &mut self,
         topics: &BTreeMap<String, Vec<PartitionLog>>,
-        groups: impl Iterator<Item = &'a GroupSample>,
+        wanted: &BTreeMap<TopicPartition, BTreeSet<i64>>,
     ) -> Result<BTreeMap<(TopicPartition, i64), i64>, SampleError> {
-        let mut wanted: BTreeMap<TopicPartition, BTreeSet<i64>> = BTreeMap::new();
-        for g in groups {
-            for (tp, &c) in &g.committed {
-                let log = topics
-                    .get(&tp.topic)
-                    .and_then(|ps| ps.iter().find(|p| p.partition == tp.partition));
-                if let Some(PartitionLog {
-                    leader,
-                    log_end: Some(end),
-                    ..
-                }) = log
-                {
-                    if c < *end && *leader >= 0 {
-                        wanted.entry(tp.clone()).or_default().insert(c);
-                    }
-                }
-            }
-        }
         let leader_of = |tp: &TopicPartition| {
             topics
                 .get(&tp.topic)
@@ -490,7 +491,7 @@ impl Sampler {
         let mut out = BTreeMap::new();
         for round in 0..rounds {
             let mut by_leader: ByLeader<'_, (i32, i64)> = BTreeMap::new();
-            for (tp, offsets) in &wanted {
+            for (tp, offsets) in wanted {
                 if let Some(&offset) = offsets.iter().nth(round) {
                     by_leader
                         .entry(leader_of(tp))
@@ -524,8 +525,10 @@ impl Sampler {
                         leader,
                         FetchRequest::default()
                             .with_replica_id(BrokerId(-1))
-                            .with_max_wait_ms(0)
-                            .with_min_bytes(0)
+                            // Every partition asked has records (its offset is below the log
+                            // end): the broker answers as soon as it has read them.
+                            .with_max_wait_ms(200)
+                            .with_min_bytes(1)
                             .with_max_bytes(64 * 1024 * 1024)
                             .with_session_epoch(-1)
                             .with_topics(topics),
@@ -622,6 +625,33 @@ pub fn full_match(re: &regex_lite::Regex, name: &str) -> bool {
 /// The timestamp of the first record at or after `offset` in `records` (a Fetch answer). Uncompressed
 /// batches are read record by record; for a compressed one (this build decodes none) the first
 /// batch's base timestamp (its first record's) stands in: at most one batch early.
+/// Each group's committed offsets that are behind the log end: where the oldest unconsumed records'
+/// timestamps are read.
+fn behind_log_end<'a>(
+    topics: &BTreeMap<String, Vec<PartitionLog>>,
+    groups: impl Iterator<Item = &'a GroupSample>,
+) -> BTreeMap<TopicPartition, BTreeSet<i64>> {
+    let mut wanted: BTreeMap<TopicPartition, BTreeSet<i64>> = BTreeMap::new();
+    for g in groups {
+        for (tp, &c) in &g.committed {
+            let log = topics
+                .get(&tp.topic)
+                .and_then(|ps| ps.iter().find(|p| p.partition == tp.partition));
+            if let Some(PartitionLog {
+                leader,
+                log_end: Some(end),
+                ..
+            }) = log
+            {
+                if c < *end && *leader >= 0 {
+                    wanted.entry(tp.clone()).or_default().insert(c);
+                }
+            }
+        }
+    }
+    wanted
+}
+
 fn timestamp_at(records: bytes::Bytes, offset: i64) -> Option<i64> {
     let mut buf = records.clone();
     // The last batch may be cut short by the byte limit: stop at the first that does not decode.
