@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The experiment's three images, one final stage each: build with `--target admin|producer|consumer`.
-# `make images` drives it (scripts/images.sh); README "Container images" lists the options.
+# `make images` drives it (scripts/images.sh); docs/images.md lists the options.
 #
 # Build arguments:
 #   BINARIES    build (default): compile the static binaries in the builder stage below.

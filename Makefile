@@ -90,7 +90,7 @@ bench-smoke: bench-build ## the benchmark harness at tiny sizes (figures meaning
 	BENCH_SMOKE=1 OURS_BIN_DIR=$(RELEASE_DIR) $(BENCH_BIN)
 
 .PHONY: demo
-demo: ## the experiment on this machine: 200 producers, 1 consumer, then 9, live (QUICK=1: about a minute; DEMO_BROKER=kafka-cluster|nisshi)
+demo: ## the experiment on this machine: 200 producers, 1 consumer, then 9, live (QUICK=1: the short run; DEMO_BROKER=kafka-cluster|nisshi)
 	@if [ -z "$$KAFKA_BROKERS" ]; then \
 	  if [ "$$DEMO_BROKER" = nisshi ]; then ./scripts/ensure-broker.sh >/dev/null; \
 	  else ./scripts/ensure-kafka.sh >/dev/null; fi; \
@@ -117,7 +117,7 @@ kafka-cluster: kafka-jars ## run a 3-broker Apache Kafka cluster (KRaft, combine
 	@$(TARGET_DIR)/debug/localkafka --nodes 3 $(KAFKA_ARGS)
 
 .PHONY: broker
-broker: ## build and cache nisshi, the second broker (TEST_BROKER=nisshi, DEMO_BROKER=nisshi; once, about 12 minutes)
+broker: ## build and cache nisshi, the second broker (TEST_BROKER=nisshi, DEMO_BROKER=nisshi; once, with Rust 1.96)
 	@./scripts/ensure-broker.sh
 
 .PHONY: clean

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The container images (README, "Container images"): builds, checks and pushes
+# The container images (docs/images.md): builds, checks and pushes
 # $IMAGE_REGISTRY/{admin,producer,consumer}:$TAG from the Dockerfile.
 #
 #   scripts/images.sh build [check]   `make images`; `make images-check` (offline, with checks)

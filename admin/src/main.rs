@@ -1,4 +1,5 @@
-//! `admin`: `create-topic` for the Kubernetes Job. Settings come from the environment (see README).
+//! `admin`: `create-topic` for the Kubernetes Job, `lag` for people, `exporter` for Prometheus.
+//! Settings come from the environment (see docs/configuration.md and docs/exporter.md).
 
 use std::process::ExitCode;
 
@@ -28,8 +29,16 @@ enum Command {
     /// Show a consumer group's lag per partition, like kafka-consumer-groups.sh --describe, plus time
     /// lag; with --watch also each partition's state, rates and drain ETA, and the consumers needed.
     ///
-    /// Environment: KAFKA_BROKERS (required), ADMIN_TIMEOUT (default 5s), CLIENT_ID, TOPIC.
+    /// Environment: KAFKA_BROKERS (required), ADMIN_TIMEOUT (default 5s), CLIENT_ID, TOPIC, RUST_LOG,
+    /// LOG_FORMAT.
     Lag(LagArgs),
+    /// Serve every consumer group's lag and forecast until SIGTERM: /metrics (kafka_exporter's names
+    /// plus time lag, drain ETA, consumers needed and rates) and /forecast (JSON).
+    ///
+    /// Environment: KAFKA_BROKERS (required), METRICS_ADDR (default port 9090), EXPORTER_INTERVAL
+    /// (5s), EXPORTER_WINDOW (60s), GROUP_FILTER (.*), TOPIC_FILTER (.*), EXPORTER_RESET (earliest),
+    /// ADMIN_TIMEOUT (5s), CLIENT_ID, RUST_LOG, LOG_FORMAT.
+    Exporter,
 }
 
 #[derive(clap::Args)]
@@ -74,6 +83,26 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CreateTopic => create_topic_main(),
         Command::Lag(args) => lag_main(args),
+        Command::Exporter => exporter_main(),
+    }
+}
+
+fn exporter_main() -> ExitCode {
+    let config: admin::exporter::Config = match runtime::config::from_env() {
+        Ok(config) => config,
+        Err(err) => return runtime::config_error("admin exporter", err),
+    };
+    let result = tokio_main(|cancel| async move {
+        admin::exporter::run(&config, &cancel)
+            .await
+            .context("admin exporter")
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! `consumer`: a member of `GROUP_ID` printing every message of `TOPIC`. Settings come from the
-//! environment (see README); SIGTERM commits and leaves the group.
+//! environment (see docs/configuration.md); SIGTERM commits and leaves the group.
 
 use std::process::ExitCode;
 

@@ -53,7 +53,7 @@ pub struct Env {
     /// `DRAINED_LAG`: total lag at or below which the group counts as drained (default: two
     /// seconds of production, what a keeping-up group still trails by).
     pub drained_lag: Option<i64>,
-    /// `QUICK`: a short run (under two minutes): phase 1 20 s, phase 2 at most 60 s.
+    /// `QUICK`: the short run: phase 1 20 s, phase 2 at most 60 s.
     #[serde(default, deserialize_with = "flag")]
     pub quick: bool,
     /// `OUT_DIR`: where the CSV, the charts and the children's logs go.

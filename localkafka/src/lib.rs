@@ -32,7 +32,7 @@ use std::{
 };
 
 /// The pinned Apache Kafka release, read from `localkafka/pom.xml` (the one place it is written):
-/// what `k8s/` deploys and every figure in the README was taken on.
+/// what `k8s/` deploys and every figure in BENCHMARKS.md was taken on.
 pub fn pinned() -> &'static str {
     const POM: &str = include_str!("../pom.xml");
     // The property's first use is its definition: `<kafka.version>X</kafka.version>`.

@@ -1,5 +1,5 @@
 //! `producer`: one `{"cnt": "cnt: N"}` message per `INTERVAL` until SIGTERM. Settings come from the
-//! environment (see README).
+//! environment (see docs/configuration.md).
 
 use std::process::ExitCode;
 

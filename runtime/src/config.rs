@@ -84,6 +84,53 @@ fn split_tracked(message: &str) -> ConfigError {
     }
 }
 
+/// The variables `T` reads, upper-cased as envy matches them (`kafka_brokers` is `KAFKA_BROKERS`),
+/// renames and aliases included: what the documentation check compares `docs/configuration.md`
+/// with. `T` is deserialized from a recorder that keeps the field list serde's derive hands to
+/// `deserialize_struct`, so no list is kept by hand.
+///
+/// # Errors
+/// `T` is not a plain struct: a `#[serde(flatten)]` field makes the derive ask for a map, whose keys
+/// cannot be listed ahead of time.
+pub fn variables<T: de::DeserializeOwned>() -> Result<Vec<String>, String> {
+    let mut recorder = FieldRecorder(None);
+    // The recorder always fails after recording: there is no value to build.
+    let _ = T::deserialize(&mut recorder);
+    match recorder.0 {
+        Some(fields) => Ok(fields.iter().map(|f| f.to_uppercase()).collect()),
+        None => Err(format!(
+            "{} is not a plain struct (a #[serde(flatten)] field?): its variables cannot be listed",
+            std::any::type_name::<T>()
+        )),
+    }
+}
+
+/// A deserializer that only records the field names of the struct asked for.
+struct FieldRecorder(Option<&'static [&'static str]>);
+
+impl<'de> Deserializer<'de> for &mut FieldRecorder {
+    type Error = de::value::Error;
+
+    fn deserialize_struct<V: de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0 = Some(fields);
+        Err(de::Error::custom("recorded"))
+    }
+
+    fn deserialize_any<V: de::Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not a struct"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+        unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
+}
+
 /// A duration written the way people write them: `1s`, `250ms`, `5m`, `1h 30m`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
@@ -166,6 +213,39 @@ mod tests {
 
     fn load(vars: &[(&str, &str)]) -> Result<Example, ConfigError> {
         from_iter(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn variables_are_the_fields_upper_cased_with_renames_and_aliases() {
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Renamed {
+            #[serde(rename = "group")]
+            group_id: String,
+            #[serde(alias = "interval")]
+            every: Option<String>,
+        }
+        assert_eq!(
+            variables::<Example>().expect("plain struct"),
+            ["KAFKA_BROKERS", "INTERVAL", "PARTITIONS"]
+        );
+        assert_eq!(
+            variables::<Renamed>().expect("plain struct"),
+            ["GROUP", "EVERY", "INTERVAL"]
+        );
+    }
+
+    #[test]
+    fn a_flattened_struct_is_refused_rather_than_half_listed() {
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            topic: String,
+            #[serde(flatten)]
+            inner: Example,
+        }
+        let err = variables::<Outer>().expect_err("flatten");
+        assert!(err.contains("flatten"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,10 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// An extra `GET` route a binary adds (the lag exporter's `/forecast`): its status line (`200 OK`),
+/// content type and body, computed per request.
+pub type Route = Arc<dyn Fn() -> (&'static str, String, Vec<u8>) + Send + Sync>;
+
 /// Binds `addr`. Separate from [`serve`] so a bad address is a startup error, not a log line.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
@@ -33,7 +37,19 @@ pub async fn serve(
     ready: Readiness,
     cancel: CancellationToken,
 ) {
+    serve_routes(listener, registry, ready, Vec::new(), cancel).await;
+}
+
+/// [`serve`], plus `routes` (path, handler) next to the three fixed ones.
+pub async fn serve_routes(
+    listener: TcpListener,
+    registry: Registry,
+    ready: Readiness,
+    routes: Vec<(&'static str, Route)>,
+    cancel: CancellationToken,
+) {
     let registry = Arc::new(registry);
+    let routes = Arc::new(routes);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -42,8 +58,9 @@ pub async fn serve(
         match accepted {
             Ok((stream, _)) => {
                 let (registry, ready) = (Arc::clone(&registry), Arc::clone(&ready));
+                let routes = Arc::clone(&routes);
                 tokio::spawn(async move {
-                    if let Err(err) = handle(stream, &registry, &ready).await {
+                    if let Err(err) = handle(stream, &registry, &ready, &routes).await {
                         tracing::debug!(cause = %err, "metrics request failed");
                     }
                 });
@@ -60,6 +77,7 @@ async fn handle(
     mut stream: TcpStream,
     registry: &Registry,
     ready: &Readiness,
+    routes: &[(&'static str, Route)],
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     let read = tokio::time::timeout(READ_TIMEOUT, async {
@@ -103,6 +121,10 @@ async fn handle(
                 "503 Service Unavailable"
             };
             (status, "text/plain".into(), format!("{why}\n").into_bytes())
+        }
+        ("GET", p) if routes.iter().any(|(r, _)| *r == p) => {
+            let route = routes.iter().find(|(r, _)| *r == p).map(|(_, f)| f);
+            route.map_or(("404 Not Found", "text/plain".into(), Vec::new()), |f| f())
         }
         ("GET", _) => (
             "404 Not Found",
@@ -269,6 +291,34 @@ mod tests {
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn serves_extra_routes_next_to_the_fixed_ones() {
+        let listener = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let cancel = CancellationToken::new();
+        let forecast: Route = Arc::new(|| ("200 OK", "application/json".into(), b"{}".to_vec()));
+        let ready: Readiness = Arc::new(|| (true, "ok".into()));
+        tokio::spawn(serve_routes(
+            listener,
+            Registry::new(),
+            ready,
+            vec![("/forecast", forecast)],
+            cancel.clone(),
+        ));
+        let got = get(addr, "/forecast").await;
+        assert!(
+            got.starts_with("HTTP/1.1 200 OK")
+                && got.contains("Content-Type: application/json")
+                && got.ends_with("{}"),
+            "{got}"
+        );
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/other").await.starts_with("HTTP/1.1 404"));
         cancel.cancel();
     }
 

@@ -24,8 +24,10 @@ pub enum LogFormat {
     Json,
 }
 
+/// `LOG_FORMAT` and `RUST_LOG`, read by every binary through [`init`]; public so the documentation
+/// check can list them ([`config::variables`]).
 #[derive(Debug, Deserialize)]
-struct LogSettings {
+pub struct LogSettings {
     #[serde(default)]
     log_format: LogFormat,
     #[serde(default)]

@@ -21,7 +21,12 @@ pub struct Spawned {
 impl Spawned {
     /// Starts `bin` with exactly `env` (plus `PATH`).
     pub fn start(name: &str, bin: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = crate::spawn_clean(bin, &[], env);
+        Self::start_args(name, bin, &[], env)
+    }
+
+    /// Starts `bin` with `args` (a subcommand, like `admin exporter`) and exactly `env`.
+    pub fn start_args(name: &str, bin: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = crate::spawn_clean(bin, args, env);
         let stdout = collect(
             child
                 .stdout
