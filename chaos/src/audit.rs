@@ -111,6 +111,17 @@ pub enum Cause {
     After(Option<usize>),
 }
 
+/// How long after a fault every partition was flowing again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Every partition printed a message produced after the fault, at most this many ms later.
+    After(Ms),
+    /// A partition written to after the fault never printed any of those messages.
+    Never,
+    /// Nothing was produced after it (the producers had stopped).
+    NoLaterMessages,
+}
+
 /// The audit's bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
@@ -153,7 +164,9 @@ pub struct Report {
     /// partition.
     pub print_order_violations: u64,
     /// Per fault: ms until every partition had printed a message produced after it.
-    pub recovery: Vec<Option<Ms>>,
+    pub recovery: Vec<Recovery>,
+    /// The first ordering violations, described.
+    pub order_samples: Vec<String>,
     /// Members that exited on their own.
     pub crashed: Vec<String>,
     /// Printed lines naming no record of the topic.
@@ -273,8 +286,18 @@ pub fn audit(input: &Input<'_>, bounds: Bounds) -> Report {
         let entry = seen
             .entry((p.member, partition, producer.clone()))
             .or_insert_with(|| (0, HashSet::new()));
-        if seq < entry.0 && !entry.1.contains(&seq) {
+        // A message written twice by a producer's retry may reappear after later ones: skipped.
+        let retried = copies
+            .get(&(producer.as_str(), seq))
+            .is_some_and(|c| c.len() > 1);
+        if seq < entry.0 && !entry.1.contains(&seq) && !retried {
             report.print_order_violations += 1;
+            if report.order_samples.len() < 10 {
+                report.order_samples.push(format!(
+                    "{} printed {producer} seq {seq} (partition {partition}) after seq {}",
+                    input.members[p.member].name, entry.0
+                ));
+            }
         }
         entry.0 = entry.0.max(seq);
         entry.1.insert(seq);
@@ -367,8 +390,15 @@ pub fn audit(input: &Input<'_>, bounds: Bounds) -> Report {
         for r in records.iter() {
             if let Some((p, s)) = &r.payload {
                 let prev = last.entry(p.as_str()).or_insert(0);
-                if *s <= *prev {
+                // Equal: a retried send that reached this partition twice (a producer duplicate).
+                if *s < *prev {
                     report.log_order_violations += 1;
+                    if report.order_samples.len() < 10 {
+                        report.order_samples.push(format!(
+                            "partition {} offset {}: {p} seq {s} after seq {prev}",
+                            r.partition, r.offset
+                        ));
+                    }
                 }
                 *prev = (*prev).max(*s);
             }
@@ -378,16 +408,27 @@ pub fn audit(input: &Input<'_>, bounds: Bounds) -> Report {
     for f in &mut flow {
         f.sort();
     }
+    let mut last_produced: HashMap<i32, Ms> = HashMap::new();
+    for r in input.records.iter().filter(|r| r.payload.is_some()) {
+        let e = last_produced.entry(r.partition).or_insert(r.at);
+        *e = (*e).max(r.at);
+    }
     report.recovery = input
         .faults
         .iter()
         .map(|fault| {
-            let mut worst = 0;
-            for f in &flow {
-                let first = f.iter().find(|(_, produced)| *produced >= fault.at)?;
-                worst = worst.max(first.0 - fault.at);
+            let mut worst = None;
+            for (p, f) in flow.iter().enumerate() {
+                // A partition nothing was written to after the fault proves nothing either way.
+                if last_produced.get(&(p as i32)).is_none_or(|&t| t < fault.at) {
+                    continue;
+                }
+                match f.iter().find(|(_, produced)| *produced >= fault.at) {
+                    Some(first) => worst = Some(worst.unwrap_or(0).max(first.0 - fault.at)),
+                    None => return Recovery::Never,
+                }
             }
-            Some(worst)
+            worst.map_or(Recovery::NoLaterMessages, Recovery::After)
         })
         .collect();
 
@@ -615,7 +656,7 @@ mod tests {
         }];
         let prints = [print(0, 1500, "p", 1), print(0, 4000, "p", 2)];
         let r = run(&members, &prints, &records, &faults, &[("p", 2)]);
-        assert_eq!(r.recovery, vec![Some(3100)]);
+        assert_eq!(r.recovery, vec![Recovery::After(3100)]);
     }
 
     #[test]

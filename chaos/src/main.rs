@@ -243,8 +243,11 @@ impl Run {
     async fn drive(&mut self, plan: &[Step]) -> anyhow::Result<()> {
         self.start_producers()?;
         self.start_member(Kind::Ours, true)?;
+        // Broker steps block until the broker is back and in sync; the steps after them move back
+        // by that time, so consumer faults keep their spacing instead of firing all at once.
+        let mut shift: Ms = 0;
         for step in plan {
-            let due = self.start + step.at.as_millis() as Ms;
+            let due = self.start + shift + step.at.as_millis() as Ms;
             // Wait for the step, watching for members that die on their own.
             while now_ms() < due {
                 self.reap()?;
@@ -252,9 +255,13 @@ impl Run {
                 tokio::time::sleep(Duration::from_millis(left)).await;
             }
             self.reap()?;
+            let began = now_ms();
             self.step(step.action).await?;
+            if matches!(step.action, Action::KillBroker(..) | Action::RollingRestart) {
+                shift += now_ms() - began;
+            }
         }
-        let end = self.start + self.config.duration.as_millis() as Ms;
+        let end = self.start + shift + self.config.duration.as_millis() as Ms;
         while now_ms() < end {
             self.reap()?;
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -783,15 +790,16 @@ impl Run {
         }
         let mut worst: Option<(Ms, usize)> = None;
         for (i, f) in self.faults.iter().enumerate() {
-            let recovery = match (f.kind, r.recovery.get(i).copied().flatten()) {
+            let recovery = match (f.kind, r.recovery.get(i).copied()) {
                 (FaultKind::Poison, _) => "-".to_string(),
-                (_, Some(ms)) => {
+                (_, Some(audit::Recovery::After(ms))) => {
                     if worst.is_none_or(|(w, _)| ms > w) {
                         worst = Some((ms, i));
                     }
                     format!("{:.1} s", ms as f64 / 1000.0)
                 }
-                (_, None) => "never".to_string(),
+                (_, Some(audit::Recovery::Never)) => "never".to_string(),
+                (_, _) => "n/a".to_string(),
             };
             let bound = match r.kill_bounds.get(&i) {
                 Some((_, allowed)) => format!(" (allowed {allowed})"),
@@ -862,6 +870,9 @@ impl Run {
             "ordering violations: {} in the topic, {} in the output; null values printed {}; unknown lines {}",
             r.log_order_violations, r.print_order_violations, r.null_prints, r.unknown_prints
         );
+        for sample in &r.order_samples {
+            let _ = writeln!(s, "  order: {sample}");
+        }
         if let Some((ms, i)) = worst {
             let _ = writeln!(
                 s,
