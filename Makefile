@@ -137,8 +137,8 @@ chaos-build:
 
 .PHONY: chaos
 chaos: chaos-build ## audited chaos run on a 3-broker cluster: kills, scaling, broker restarts, a network cut, poison (CHAOS_DURATION=600, CHAOS_SEED)
-	BIN_DIR=$(TARGET_DIR)/demo CHAOS_DIR=$(TARGET_DIR)/chaos CHAOS_DURATION=$(CHAOS_DURATION) $(TARGET_DIR)/demo/chaos
+	CHAOS_DIR=$(TARGET_DIR)/chaos CHAOS_DURATION=$(CHAOS_DURATION) $(TARGET_DIR)/demo/chaos
 
 .PHONY: chaos-short
 chaos-short: chaos-build ## the chaos run in about 2 minutes: fewer consumer faults, the same audit (CHAOS_SEED)
-	BIN_DIR=$(TARGET_DIR)/demo CHAOS_DIR=$(TARGET_DIR)/chaos CHAOS_DURATION=$(CHAOS_SHORT) $(TARGET_DIR)/demo/chaos
+	CHAOS_DIR=$(TARGET_DIR)/chaos CHAOS_DURATION=$(CHAOS_SHORT) $(TARGET_DIR)/demo/chaos

@@ -72,9 +72,14 @@ impl Config {
             Some(v) => v.parse().with_context(|| format!("CHAOS_PRODUCERS={v}"))?,
             None => 20,
         };
-        let bin_dir = var("BIN_DIR").map(PathBuf::from).context(
-            "BIN_DIR: where the producer and consumer binaries are (make chaos sets it)",
-        )?;
+        // As the demo's: the binaries built beside this one, unless BIN_DIR says otherwise.
+        let bin_dir = match var("BIN_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(Path::to_path_buf))
+                .context("BIN_DIR unset and this binary's directory unknown")?,
+        };
         let root = var("CHAOS_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("target/chaos"));
@@ -126,7 +131,6 @@ struct Run {
     faults: Vec<Fault>,
     producers: Vec<Child>,
     rng: fastrand::Rng,
-    cut_done: bool,
     killed_brokers: HashSet<i32>,
     ours_started: usize,
     /// When any member last printed a line (for the final drain).
@@ -205,7 +209,6 @@ async fn run(config: Config) -> anyhow::Result<bool> {
         stampers: Vec::new(),
         faults: Vec::new(),
         producers: Vec::new(),
-        cut_done: false,
         killed_brokers: HashSet::new(),
         ours_started: 0,
         last_print: Arc::new(AtomicI64::new(0)),
@@ -279,9 +282,8 @@ impl Run {
                         self.start_member(Kind::Ours, false)?;
                     }
                 } else if n < live.len() {
-                    // The newest of ours leave first (the proxied one stays until its cut is done).
-                    let mut ours: Vec<usize> =
-                        self.live(|p| p.kind == Kind::Ours && (self.cut_done || !p.proxied));
+                    // The newest of ours leave first; the proxied one stays (the cut's victim).
+                    let mut ours: Vec<usize> = self.live(|p| p.kind == Kind::Ours && !p.proxied);
                     ours.reverse();
                     let names: Vec<String> = (ours.iter().take(live.len() - n))
                         .map(|&i| self.members[i].name.clone())
@@ -309,13 +311,15 @@ impl Run {
                 self.terminate(&peers, End::ScaleDown).await;
             }
             Action::KillConsumer | Action::TermConsumer => {
-                let candidates =
-                    self.live(|p| p.kind == Kind::Ours && (self.cut_done || !p.proxied));
+                let candidates = self.live(|p| p.kind == Kind::Ours);
                 if candidates.is_empty() {
+                    println!("    (no member of ours to stop: step skipped)");
                     return Ok(());
                 }
                 let victim = candidates[self.rng.usize(..candidates.len())];
                 let name = self.members[victim].name.clone();
+                // The replacement takes the victim's place behind the proxies, if it was there.
+                let proxied = self.procs[victim].as_ref().is_some_and(|p| p.proxied);
                 if action == Action::KillConsumer {
                     let at = self.fault(FaultKind::ConsumerKill, format!("SIGKILL {name}"));
                     if let Some(p) = self.procs[victim].as_mut() {
@@ -327,7 +331,7 @@ impl Run {
                     self.terminate(&[victim], End::Term).await;
                 }
                 // The replacement a Deployment starts.
-                self.start_member(Kind::Ours, false)?;
+                self.start_member(Kind::Ours, proxied)?;
             }
             Action::KillBroker(target, down) => {
                 let id = self.broker_for(target)?;
@@ -374,7 +378,6 @@ impl Run {
                 self.proxies.cut();
                 tokio::time::sleep(length).await;
                 self.proxies.heal();
-                self.cut_done = true;
             }
             Action::Poison(kind) => {
                 let partition = self.rng.i32(0..PARTITIONS);
@@ -635,11 +638,11 @@ impl Run {
         for (i, p) in self.procs.iter_mut().enumerate() {
             if let Some(proc_) = p {
                 if let Ok(Some(status)) = proc_.child.try_wait() {
-                    crashed.push((i, proc_.kind, status));
+                    crashed.push((i, proc_.kind, proc_.proxied, status));
                 }
             }
         }
-        for (i, kind, status) in crashed {
+        for (i, kind, proxied, status) in crashed {
             println!(
                 "  +{:6.1}s !! {} exited on its own: {status}",
                 self.elapsed(),
@@ -650,7 +653,7 @@ impl Run {
             }
             self.members[i].ended = Some((now_ms(), End::Exited));
             if kind == Kind::Ours {
-                self.start_member(Kind::Ours, false)?;
+                self.start_member(Kind::Ours, proxied)?;
             }
         }
         let dead = (self.producers.iter_mut())
