@@ -56,31 +56,32 @@ struct Config {
 
 impl Config {
     fn from_env() -> anyhow::Result<Self> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let duration = match var("CHAOS_DURATION") {
+        // Literal names in env::var calls: docs/configuration.md's check finds the variables by them.
+        let set = |v: Result<String, std::env::VarError>| v.ok().filter(|v| !v.trim().is_empty());
+        let duration = match set(std::env::var("CHAOS_DURATION")) {
             Some(v) => v
                 .trim_end_matches('s')
                 .parse::<u64>()
                 .with_context(|| format!("CHAOS_DURATION={v}: seconds"))?,
             None => 600,
         };
-        let seed = match var("CHAOS_SEED") {
+        let seed = match set(std::env::var("CHAOS_SEED")) {
             Some(v) => v.parse().with_context(|| format!("CHAOS_SEED={v}"))?,
             None => fastrand::u64(..1_000_000),
         };
-        let producers = match var("CHAOS_PRODUCERS") {
+        let producers = match set(std::env::var("CHAOS_PRODUCERS")) {
             Some(v) => v.parse().with_context(|| format!("CHAOS_PRODUCERS={v}"))?,
             None => 20,
         };
         // As the demo's: the binaries built beside this one, unless BIN_DIR says otherwise.
-        let bin_dir = match var("BIN_DIR") {
+        let bin_dir = match set(std::env::var("BIN_DIR")) {
             Some(dir) => PathBuf::from(dir),
             None => std::env::current_exe()
                 .ok()
                 .and_then(|exe| exe.parent().map(Path::to_path_buf))
                 .context("BIN_DIR unset and this binary's directory unknown")?,
         };
-        let root = var("CHAOS_DIR")
+        let root = set(std::env::var("CHAOS_DIR"))
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("target/chaos"));
         let dir = root.join(format!(
