@@ -832,6 +832,7 @@ mod tests {
                     host: "/127.0.0.1".into(),
                     assignment: Vec::new(),
                     topics: vec!["t".into()],
+                    rack: None,
                 }],
             },
         };

@@ -9,7 +9,7 @@ use std::{
 /// A client under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// Our release binaries (`producer`, `consumer`), pure Rust on rskafka.
+    /// Our release binaries (`producer` on rskafka, `consumer` on our own group and fetch crates).
     Ours,
     /// The `rdkafka` crate (librdkafka built from its bundled source), bench/src/bin/rdk-*.rs.
     RustRdkafka,
@@ -39,7 +39,7 @@ fn java_name() -> &'static str {
 impl Kind {
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Ours => "ours (rskafka)",
+            Kind::Ours => "ours",
             Kind::RustRdkafka => "rust-rdkafka",
             Kind::ConfluentKafka => "confluent-kafka",
             Kind::KafkaPython => "kafka-python",

@@ -18,6 +18,17 @@ pub enum OffsetReset {
     Latest,
 }
 
+/// Which records are processed (Kafka's `isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationLevel {
+    /// Only committed transactions, nothing past the last stable offset (librdkafka's and Java's
+    /// default).
+    ReadCommitted,
+    /// Everything written, aborted transactions included; transaction markers never.
+    ReadUncommitted,
+}
+
 /// Consumer settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -51,15 +62,26 @@ pub struct Config {
     /// `HEARTBEAT_INTERVAL`: Kafka's `heartbeat.interval.ms`; bounds how fast a scale-up is noticed.
     #[serde(default = "default_heartbeat_interval")]
     pub heartbeat_interval: HumanDuration,
+    /// `REQUEST_TIMEOUT`: how long a group request (a commit, a heartbeat) may wait for its answer;
+    /// unset, 30 s or `SESSION_TIMEOUT` if shorter. Must not exceed `SESSION_TIMEOUT`.
+    #[serde(default)]
+    pub request_timeout: Option<HumanDuration>,
     /// `REBALANCE_TIMEOUT`: Kafka's `max.poll.interval.ms`, sent as the JoinGroup rebalance timeout.
     #[serde(default = "default_rebalance_timeout")]
     pub rebalance_timeout: HumanDuration,
     /// `GROUP_INSTANCE_ID`: static membership (KIP-345).
     #[serde(default)]
     pub group_instance_id: Option<String>,
+    /// `CLIENT_RACK`: Kafka's `client.rack`, sent in the subscription so a rack-aware leader on the
+    /// Java client can use it; our own assignors ignore racks.
+    #[serde(default)]
+    pub client_rack: Option<String>,
     /// `ASSIGNMENT_STRATEGY`: assignors in order of preference.
     #[serde(default = "default_assignors", deserialize_with = "assignors")]
     pub assignment_strategy: Vec<Assignor>,
+    /// `ISOLATION_LEVEL`: `read_committed` or `read_uncommitted`.
+    #[serde(default = "default_isolation")]
+    pub isolation_level: IsolationLevel,
     /// `FETCH_MAX_BYTES`: per partition fetch.
     #[serde(default = "default_fetch_max_bytes")]
     pub fetch_max_bytes: i32,
@@ -104,9 +126,14 @@ fn default_rebalance_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(300))
 }
 /// Java's default is `range` then `cooperative-sticky`; librdkafka's and kafka-python's are `range`
-/// then `roundrobin`. Leading with `range` makes every default client agree.
+/// then `roundrobin`. Leading with `range` makes every default client agree. `cooperative-sticky`
+/// alone avoids stopping the world on a scale-up but refuses groups of librdkafka and kafka-python
+/// members at their defaults: see docs/rebalancing.md.
 fn default_assignors() -> Vec<Assignor> {
     vec![Assignor::Range, Assignor::RoundRobin]
+}
+fn default_isolation() -> IsolationLevel {
+    IsolationLevel::ReadCommitted
 }
 fn default_fetch_max_bytes() -> i32 {
     1024 * 1024
@@ -130,10 +157,10 @@ fn assignors<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Assignor>
     match list {
         Ok(list) if !list.is_empty() => Ok(list),
         Ok(_) => Err(de::Error::custom(
-            "empty list; expected range, roundrobin or range,roundrobin",
+            "empty list; expected a list of range, roundrobin and cooperative-sticky",
         )),
         Err(name) => Err(de::Error::custom(format_args!(
-            "'{name}' is not an assignor we implement; expected a list of range and roundrobin"
+            "'{name}' is not an assignor we implement; expected a list of range, roundrobin and cooperative-sticky"
         ))),
     }
 }
@@ -149,11 +176,36 @@ impl Config {
             rebalance_timeout: self.rebalance_timeout.get(),
             heartbeat_interval: self.heartbeat_interval.get(),
             instance_id: self.group_instance_id.clone().filter(|i| !i.is_empty()),
+            rack_id: self.client_rack.clone().filter(|r| !r.is_empty()),
             auto_commit_interval: self
                 .enable_auto_commit
                 .then(|| self.auto_commit_interval.get()),
             metadata_refresh: self.metadata_refresh.get(),
+            request_timeout: self.request_timeout.map_or_else(
+                || Duration::from_secs(30).min(self.session_timeout.get()),
+                |t| t.get(),
+            ),
             ..group::membership::Config::new(self.group_id.clone(), vec![self.topic.clone()])
+        }
+    }
+
+    /// How the fetch path fetches.
+    pub fn fetch(&self) -> fetch::FetchConfig {
+        fetch::FetchConfig {
+            isolation: match self.isolation_level {
+                IsolationLevel::ReadCommitted => fetch::IsolationLevel::ReadCommitted,
+                IsolationLevel::ReadUncommitted => fetch::IsolationLevel::ReadUncommitted,
+            },
+            reset: match self.auto_offset_reset {
+                OffsetReset::Earliest => fetch::OffsetReset::Earliest,
+                OffsetReset::Latest => fetch::OffsetReset::Latest,
+            },
+            partition_max_bytes: self.fetch_max_bytes,
+            // Four partitions' worth per response rather than Java's 50 MB: a response's buffer lives
+            // until its last batch is processed, and a pod has 64 MiB.
+            max_bytes: self.fetch_max_bytes.saturating_mul(4),
+            max_wait: self.fetch_max_wait.get(),
+            ..fetch::FetchConfig::new(self.kafka_brokers.clone(), self.client_id.clone())
         }
     }
 
@@ -163,14 +215,25 @@ impl Config {
             var: var.into(),
             reason,
         };
-        if self.heartbeat_interval.get() >= self.session_timeout.get() {
-            return Err(invalid(
-                "HEARTBEAT_INTERVAL",
-                format!(
-                    "{:?} must be shorter than SESSION_TIMEOUT ({:?}); Kafka recommends a third of it",
-                    self.heartbeat_interval, self.session_timeout
-                ),
-            ));
+        match self.membership().validate() {
+            Ok(()) => {}
+            Err(group::membership::ConfigError::RequestTimeout { request, session }) => {
+                return Err(invalid(
+                    "REQUEST_TIMEOUT",
+                    format!(
+                        "{request:?} must not be longer than SESSION_TIMEOUT ({session:?}): a heartbeat waiting that long for its answer loses the session"
+                    ),
+                ))
+            }
+            Err(group::membership::ConfigError::HeartbeatInterval { heartbeat, session }) => {
+                return Err(invalid(
+                    "HEARTBEAT_INTERVAL",
+                    format!(
+                        "{heartbeat:?} must be below a third of SESSION_TIMEOUT ({session:?}), so a lost heartbeat is retried before the session ends"
+                    ),
+                ))
+            }
+            Err(other) => return Err(invalid("SESSION_TIMEOUT", other.to_string())),
         }
         if self.fetch_max_bytes < 1024 {
             return Err(invalid(
@@ -206,6 +269,7 @@ mod tests {
             vec![Assignor::Range, Assignor::RoundRobin]
         );
         assert_eq!(c.session_timeout.get(), Duration::from_secs(45));
+        assert_eq!(c.isolation_level, IsolationLevel::ReadCommitted);
         c.validate().expect("defaults are consistent");
     }
 
@@ -214,19 +278,43 @@ mod tests {
         let c = load(&[
             ("ASSIGNMENT_STRATEGY", "roundrobin"),
             ("AUTO_OFFSET_RESET", "latest"),
+            ("ISOLATION_LEVEL", "read_uncommitted"),
         ])
         .expect("valid");
+        assert_eq!(c.isolation_level, IsolationLevel::ReadUncommitted);
         assert_eq!(c.assignment_strategy, vec![Assignor::RoundRobin]);
         assert_eq!(c.auto_offset_reset, OffsetReset::Latest);
         for (var, value) in [
             ("ASSIGNMENT_STRATEGY", "sticky"),
             ("AUTO_OFFSET_RESET", "middle"),
+            ("ISOLATION_LEVEL", "read_committed_please"),
+            ("ISOLATION_LEVEL", "READ_COMMITTED"),
             ("ENABLE_AUTO_COMMIT", "maybe"),
             ("PROCESS_DELAY_MS", "-5"),
         ] {
             let err = load(&[(var, value)]).expect_err(var);
             assert!(err.to_string().starts_with(var), "{err}");
         }
+    }
+
+    #[test]
+    fn a_request_timeout_longer_than_the_session_is_refused_by_name() {
+        let c = load(&[("SESSION_TIMEOUT", "6s"), ("HEARTBEAT_INTERVAL", "1s")]).expect("parses");
+        c.validate()
+            .expect("unset, the request timeout follows the session");
+        assert_eq!(c.membership().request_timeout, Duration::from_secs(6));
+        let c = load(&[
+            ("SESSION_TIMEOUT", "6s"),
+            ("HEARTBEAT_INTERVAL", "1s"),
+            ("REQUEST_TIMEOUT", "7s"),
+        ])
+        .expect("parses");
+        let err = c.validate().expect_err("inconsistent").to_string();
+        assert!(err.starts_with("REQUEST_TIMEOUT"), "{err}");
+        assert!(err.contains("SESSION_TIMEOUT"), "{err}");
+        let c = load(&[("SESSION_TIMEOUT", "6s"), ("HEARTBEAT_INTERVAL", "2s")]).expect("parses");
+        let err = c.validate().expect_err("a third is too slow").to_string();
+        assert!(err.starts_with("HEARTBEAT_INTERVAL"), "{err}");
     }
 
     #[test]

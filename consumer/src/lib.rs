@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: settings from the environment.
-//! - [`fetch`]: one rskafka fetch loop per assigned partition, into a bounded channel.
+//! - fetching is the [`fetch`] crate's: one task per partition leader, into a bounded channel, at
+//!   `ISOLATION_LEVEL`.
 //! - [`metrics`]: Prometheus metrics (kafka_exporter's names for lag and offsets).
 //! - [`process`]: decode and print one record.
 //! - [`run`] (here): the processing loop. It owns the assignment: it starts and stops fetchers on the
@@ -13,7 +14,6 @@
 #![deny(rust_2018_idioms)]
 
 pub mod config;
-pub mod fetch;
 pub mod metrics;
 pub mod process;
 
@@ -23,17 +23,16 @@ use std::{
     time::Duration,
 };
 
+use fetch::{Batch, FetchConfig};
 use group::{
     driver::{self, Command, DriverConfig, DriverError, GroupHandle, Status},
     membership::{Event, State},
     TopicPartition,
 };
-use rskafka::client::Client;
 use tokio::{io::AsyncWriteExt, sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use fetch::{Batch, FetchSettings};
 pub use metrics::Metrics;
 use process::Outcome;
 
@@ -44,9 +43,6 @@ const FLUSH_EVERY: Duration = Duration::from_millis(250);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConsumerError {
-    /// Connecting was cancelled.
-    #[error(transparent)]
-    Connect(#[from] runtime::kafka::ConnectError),
     /// The group membership failed.
     #[error(transparent)]
     Group(#[from] DriverError),
@@ -124,9 +120,10 @@ pub async fn run(
             cancel.clone(),
         ));
     }
-    let client = Arc::new(
-        runtime::kafka::connect(&config.kafka_brokers, &config.client_id, None, cancel).await?,
-    );
+    if !wait_for_kafka(config, cancel).await {
+        tracing::info!("stopped before Kafka answered");
+        return Ok(());
+    }
     // The driver gets its own token: on SIGTERM it must keep running until the commit and LeaveGroup
     // are done, which it starts when it sees this one cancelled.
     let leave = cancel.child_token();
@@ -151,19 +148,16 @@ pub async fn run(
         client_id = %config.client_id,
         assignors = ?config.assignment_strategy.iter().map(|a| a.name()).collect::<Vec<_>>(),
         process_delay_ms = config.process_delay_ms,
+        isolation_level = ?config.isolation_level,
         "consumer starting"
     );
     let mut consumer = Consumer {
-        client,
-        settings: FetchSettings {
-            max_bytes: config.fetch_max_bytes,
-            max_wait: config.fetch_max_wait.get(),
-            reset: config.auto_offset_reset,
-        },
+        fetch: Arc::new(config.fetch()),
         delay: Duration::from_millis(config.process_delay_ms),
         group: handle,
-        fetchers: BTreeMap::new(),
+        fetcher: None,
         epoch: 0,
+        positions: BTreeMap::new(),
         group_id: config.group_id.clone(),
         metrics,
         committed: BTreeMap::new(),
@@ -174,7 +168,7 @@ pub async fn run(
         stashed: None,
     };
     let processed = consumer.run(cancel).await;
-    consumer.stop_fetchers();
+    consumer.stop_fetcher();
     if let Err(err) = &processed {
         tracing::error!(%err, "processing failed; leaving the group");
         leave.cancel();
@@ -194,18 +188,20 @@ pub async fn run(
 }
 
 struct Consumer {
-    /// Shared by the fetchers.
-    client: Arc<Client>,
     /// How fetchers fetch.
-    settings: FetchSettings,
+    fetch: Arc<FetchConfig>,
     /// `PROCESS_DELAY_MS`.
     delay: Duration,
     /// The group driver.
     group: GroupHandle,
-    /// Running fetchers by partition.
-    fetchers: BTreeMap<TopicPartition, (CancellationToken, JoinHandle<()>)>,
-    /// Bumped on every assignment change; batches from an older epoch are dropped unprocessed.
+    /// The running fetch of everything owned (one task per partition leader inside).
+    fetcher: Option<(CancellationToken, JoinHandle<()>)>,
+    /// Bumped every time the fetch restarts; batches of an older one are dropped unprocessed.
     epoch: u64,
+    /// The owned partitions with the offset to fetch next: committed at assignment (`None`: the
+    /// reset policy), then the position after the last processed record. A cooperative rebalance
+    /// restarts the fetch from here for the partitions kept, so they are never revoked nor re-read.
+    positions: BTreeMap<TopicPartition, Option<i64>>,
     /// `GROUP_ID`, a metric label.
     group_id: String,
     /// Prometheus metrics.
@@ -232,7 +228,10 @@ enum Next {
 
 impl Consumer {
     async fn run(&mut self, cancel: &CancellationToken) -> Result<(), ConsumerError> {
-        let (batch_tx, mut batches) = mpsc::channel::<Batch>(16);
+        // Few batches queued: each holds its decoded records (about 170 bytes a record besides the
+        // value, which borrows the fetch response) and keeps that response's buffer alive, so this
+        // bounds memory (a pod has 64 MiB) while still keeping the next batch ready.
+        let (batch_tx, mut batches) = mpsc::channel::<Batch>(4);
         loop {
             let next = match self.stashed.take() {
                 Some(event) => Next::Event(event),
@@ -252,19 +251,24 @@ impl Consumer {
                 Next::Event(Event::Assigned {
                     generation,
                     partitions,
+                    owned,
                 }) => {
-                    self.epoch += 1;
-                    self.on_assigned(generation, &partitions);
+                    // Kept partitions go on from their positions; only what is new starts at its
+                    // committed offset.
+                    self.on_assigned(generation, &partitions, &owned);
                     for (tp, committed) in partitions {
-                        self.start_fetcher(tp, committed, batch_tx.clone());
+                        self.positions.insert(tp, committed);
                     }
+                    self.restart_fetch(batch_tx.clone());
                 }
-                Next::Event(Event::Revoke { .. }) => {
+                Next::Event(Event::Revoke { partitions, .. }) => {
                     // Positions of everything processed were reported as it was flushed; queued
-                    // batches of the old epoch are dropped unprocessed, so nothing is skipped.
-                    self.stop_fetchers();
-                    self.epoch += 1;
-                    self.on_revoked();
+                    // batches of a stopped fetcher are dropped unprocessed, so nothing is skipped.
+                    for tp in &partitions {
+                        self.positions.remove(tp);
+                    }
+                    self.restart_fetch(batch_tx.clone());
+                    self.on_revoked(&partitions);
                     let _ = self.group.commands.send(Command::RevokeDone);
                 }
                 Next::Event(other) => self.observe(&other),
@@ -272,34 +276,51 @@ impl Consumer {
         }
     }
 
-    fn start_fetcher(
-        &mut self,
-        tp: TopicPartition,
-        committed: Option<i64>,
-        out: mpsc::Sender<Batch>,
-    ) {
+    /// Stops the running fetch and, if anything is owned, starts one for all of it from
+    /// [`Consumer::positions`]: batches still queued from the old one are dropped by their epoch.
+    fn restart_fetch(&mut self, out: mpsc::Sender<Batch>) {
+        self.stop_fetcher();
+        if self.positions.is_empty() {
+            return;
+        }
+        self.epoch += 1;
+        let assignment = self
+            .positions
+            .iter()
+            .map(|(tp, position)| {
+                (
+                    fetch::TopicPartition::new(tp.topic.as_str(), tp.partition),
+                    *position,
+                )
+            })
+            .collect();
         let token = CancellationToken::new();
         let task = tokio::spawn(fetch::run(
-            Arc::clone(&self.client),
-            tp.clone(),
-            committed,
-            self.settings.clone(),
+            Arc::clone(&self.fetch),
+            assignment,
             self.epoch,
             out,
             token.clone(),
         ));
-        self.fetchers.insert(tp, (token, task));
+        self.fetcher = Some((token, task));
     }
 
-    fn on_assigned(&mut self, generation: i32, partitions: &[(TopicPartition, Option<i64>)]) {
+    fn on_assigned(
+        &mut self,
+        generation: i32,
+        added: &[(TopicPartition, Option<i64>)],
+        owned: &[TopicPartition],
+    ) {
         let m = &self.metrics;
         m.generation.set(i64::from(generation));
-        m.assigned_count.set(partitions.len() as i64);
+        m.assigned_count.set(owned.len() as i64);
         m.assigned.reset();
-        for (tp, committed) in partitions {
+        for tp in owned {
             m.assigned
                 .with_label_values(&[&tp.topic, &tp.partition.to_string()])
                 .set(1);
+        }
+        for (tp, committed) in added {
             if let Some(offset) = committed {
                 self.committed.insert(tp.clone(), *offset);
             }
@@ -310,17 +331,31 @@ impl Consumer {
         }
     }
 
-    fn on_revoked(&mut self) {
+    fn on_revoked(&mut self, revoked: &[TopicPartition]) {
         let m = &self.metrics;
-        m.assigned.reset();
-        m.assigned_count.set(0);
         // Each member exports only the partitions it owns; summed over members it is the group's lag.
-        m.lag.reset();
-        m.committed.reset();
-        m.high_watermark.reset();
-        self.committed.clear();
-        self.high_watermarks.clear();
-        self.rebalance_started.get_or_insert_with(Instant::now);
+        for tp in revoked {
+            let partition = tp.partition.to_string();
+            let _ = m.assigned.remove_label_values(&[&tp.topic, &partition]);
+            let labels = [
+                self.group_id.as_str(),
+                tp.topic.as_str(),
+                partition.as_str(),
+            ];
+            let _ = m.lag.remove_label_values(&labels);
+            let _ = m.committed.remove_label_values(&labels);
+            let _ = m
+                .high_watermark
+                .remove_label_values(&[&tp.topic, &partition]);
+            self.committed.remove(tp);
+            self.high_watermarks.remove(tp);
+        }
+        m.assigned_count.set(self.positions.len() as i64);
+        // The world stops for this member only when it owns nothing (eager revokes everything; a
+        // cooperative member keeps consuming what it keeps).
+        if self.positions.is_empty() {
+            self.rebalance_started.get_or_insert_with(Instant::now);
+        }
     }
 
     /// Informational events: commits update the offset and lag gauges.
@@ -354,8 +389,8 @@ impl Consumer {
         }
     }
 
-    fn stop_fetchers(&mut self) {
-        for (_, (token, _task)) in std::mem::take(&mut self.fetchers) {
+    fn stop_fetcher(&mut self) {
+        if let Some((token, _task)) = self.fetcher.take() {
             token.cancel();
         }
     }
@@ -378,17 +413,20 @@ impl Consumer {
             .high_watermark
             .with_label_values(&labels)
             .set(batch.high_watermark);
+        let tp = TopicPartition::new(batch.partition.topic.as_str(), batch.partition.partition);
         self.high_watermarks
-            .insert(batch.partition.clone(), batch.high_watermark);
-        self.update_lag(&batch.partition);
+            .insert(tp.clone(), batch.high_watermark);
+        self.update_lag(&tp);
         let mut next_offset = None;
         let mut last_flush = Instant::now();
+        let mut whole = true;
         for r in &batch.records {
             if cancel.is_cancelled() || self.interrupted() {
+                whole = false;
                 break;
             }
             let started = Instant::now();
-            match process::render(&r.record, &mut self.line_buf) {
+            match process::render(r.value.as_deref(), &mut self.line_buf) {
                 Outcome::Printed | Outcome::Null => consumed.inc(),
                 Outcome::Invalid(reason) => {
                     failed.inc();
@@ -399,7 +437,7 @@ impl Consumer {
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
                 if last_flush.elapsed() >= FLUSH_EVERY {
-                    self.flush(&batch.partition, next_offset).await?;
+                    self.flush(&tp, next_offset).await?;
                     last_flush = Instant::now();
                 }
             }
@@ -407,7 +445,13 @@ impl Consumer {
                 .processing
                 .observe(started.elapsed().as_secs_f64());
         }
-        self.flush(&batch.partition, next_offset).await
+        if whole {
+            // Past the transaction markers, aborted records and compaction gaps the fetch covered
+            // too: with only markers after the last record, the committed offset still reaches the
+            // log end, as the Java consumer's does.
+            next_offset = Some(batch.next_offset);
+        }
+        self.flush(&tp, next_offset).await
     }
 
     /// Takes an event if one is waiting; `true` if it must interrupt processing.
@@ -442,11 +486,51 @@ impl Consumer {
             self.line_buf.clear();
         }
         if let Some(offset) = next_offset {
+            if let Some(position) = self.positions.get_mut(partition) {
+                *position = Some(offset);
+            }
             let _ = self
                 .group
                 .commands
                 .send(Command::Position(partition.clone(), offset));
         }
         Ok(())
+    }
+}
+
+/// Waits until a bootstrap broker answers ApiVersions, so a consumer started before Kafka says so
+/// once and joins when it comes; `false` when cancelled first.
+async fn wait_for_kafka(config: &Config, cancel: &CancellationToken) -> bool {
+    let list = config.kafka_brokers.join(",");
+    let started = Instant::now();
+    let mut backoff =
+        runtime::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        for addr in &config.kafka_brokers {
+            let attempt =
+                transport::Connection::connect(addr, &config.client_id, Duration::from_secs(10));
+            let result = tokio::select! {
+                r = attempt => r,
+                _ = cancel.cancelled() => return false,
+            };
+            match result {
+                Ok(_) => {
+                    if backoff.attempts() > 0 {
+                        tracing::info!(brokers = %list, waited = ?started.elapsed(), "connected to Kafka");
+                    }
+                    return true;
+                }
+                Err(err) if backoff.attempts() == 0 => {
+                    tracing::warn!(brokers = %list, cause = %err, "Kafka is not reachable yet; retrying with backoff");
+                }
+                Err(err) => {
+                    tracing::debug!(brokers = %list, cause = %err, attempt = backoff.attempts(), "still waiting for Kafka");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = cancel.cancelled() => return false,
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! What the seed's consumer does with a message: decode it as JSON and print
 //! `Received message: <value>`. Pure, so every kind of input is a unit test.
 
-use rskafka::record::Record;
 use serde::de::IgnoredAny;
 
 /// What happened to one record.
@@ -15,9 +14,9 @@ pub enum Outcome {
     Invalid(String),
 }
 
-/// Appends the seed's line for `record` to `out`.
-pub fn render(record: &Record, out: &mut Vec<u8>) -> Outcome {
-    let Some(value) = record.value.as_deref() else {
+/// Appends the seed's line for a record with `value` to `out`.
+pub fn render(value: Option<&[u8]>, out: &mut Vec<u8>) -> Outcome {
+    let Some(value) = value else {
         out.extend_from_slice(b"Received message: null\n");
         return Outcome::Null;
     };
@@ -47,18 +46,9 @@ pub fn render(record: &Record, out: &mut Vec<u8>) -> Outcome {
 mod tests {
     use super::*;
 
-    fn record(value: Option<&[u8]>) -> Record {
-        Record {
-            key: Some(b"key".to_vec()),
-            value: value.map(<[u8]>::to_vec),
-            headers: [("h".to_string(), b"v".to_vec())].into_iter().collect(),
-            timestamp: Default::default(),
-        }
-    }
-
     fn render_str(value: Option<&[u8]>) -> (Outcome, String) {
         let mut out = Vec::new();
-        let outcome = render(&record(value), &mut out);
+        let outcome = render(value, &mut out);
         (outcome, String::from_utf8(out).expect("utf8"))
     }
 

@@ -192,6 +192,10 @@ fn bad_environment_is_rejected_naming_the_variable() {
             "ASSIGNMENT_STRATEGY",
         ),
         (
+            vec![("KAFKA_BROKERS", "k:1"), ("ISOLATION_LEVEL", "read_all")],
+            "ISOLATION_LEVEL",
+        ),
+        (
             vec![
                 ("KAFKA_BROKERS", "k:1"),
                 ("SESSION_TIMEOUT", "2s"),

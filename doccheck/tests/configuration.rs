@@ -315,7 +315,11 @@ fn every_config_struct_read_from_the_environment_is_checked() {
         for (i, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");
             if code.contains("config::from_env") && !code.contains("fn from_env") {
-                let shown = file.strip_prefix(&root).unwrap_or(&file).display().to_string();
+                let shown = file
+                    .strip_prefix(&root)
+                    .unwrap_or(&file)
+                    .display()
+                    .to_string();
                 calls.push(format!("{shown}:{}", i + 1));
             }
         }

@@ -1,5 +1,6 @@
-//! The coordinator connection: our own TCP stream speaking `kafka-protocol` codecs, because rskafka
-//! keeps its protocol layer private and has no group APIs.
+//! The coordinator connection: a [`transport::Connection`] (our own TCP stream speaking
+//! `kafka-protocol` codecs, because rskafka keeps its protocol layer private and has no group APIs)
+//! with the versions of every group API agreed at connect time.
 //!
 //! One request at a time: the state machine never has two in flight, so there is no pipelining to
 //! get wrong. A request the caller abandons (a timeout, shutdown during a held JoinGroup) must drop the
@@ -8,12 +9,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::ResponseError;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt, BufWriter},
-    net::TcpStream,
-};
+use transport::TransportError;
 
 use crate::wire::{self, Request, Response, Versions, WireError};
 
@@ -60,17 +56,47 @@ pub enum ConnectionError {
     },
 }
 
+impl From<TransportError> for ConnectionError {
+    fn from(err: TransportError) -> Self {
+        match err {
+            TransportError::Io { addr, error } => Self::Io { addr, error },
+            TransportError::ConnectTimeout { addr, timeout } => {
+                Self::ConnectTimeout { addr, timeout }
+            }
+            TransportError::UnsupportedVersion {
+                addr,
+                api,
+                broker,
+                ours,
+            } => Self::Wire {
+                addr,
+                error: WireError::UnsupportedVersion { api, broker, ours },
+            },
+            TransportError::Codec { addr, what, reason } => Self::Wire {
+                addr,
+                error: WireError::Codec { what, reason },
+            },
+            TransportError::FrameTooLarge { addr, size, .. } => Self::FrameTooLarge { addr, size },
+            // Calls here are unbounded (the driver times them); keep the message if one ever is.
+            other => {
+                let addr = match &other {
+                    TransportError::RequestTimeout { addr, .. } => addr.clone(),
+                    _ => String::new(),
+                };
+                Self::Io {
+                    addr,
+                    error: std::io::Error::new(std::io::ErrorKind::TimedOut, other.to_string()),
+                }
+            }
+        }
+    }
+}
+
 /// A connection to one broker with negotiated versions.
 #[derive(Debug)]
 pub struct Connection {
-    /// The socket, writes buffered so a frame goes out in one syscall.
-    stream: BufWriter<TcpStream>,
-    /// `host:port`, for error messages.
-    addr: String,
-    /// Sent in every request header; shows in broker logs and DescribeGroups.
-    client_id: String,
-    /// Next correlation id.
-    correlation_id: i32,
+    /// The socket, framing and correlation ids.
+    inner: transport::Connection,
     /// Versions agreed with this broker.
     versions: Versions,
 }
@@ -82,38 +108,21 @@ impl Connection {
         client_id: &str,
         timeout: Duration,
     ) -> Result<Self, ConnectionError> {
-        let io = |error| ConnectionError::Io {
-            addr: addr.to_string(),
-            error,
-        };
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| ConnectionError::ConnectTimeout {
+        let inner = transport::Connection::connect(addr, client_id, timeout)
+            .await?
+            .with_max_frame(MAX_FRAME);
+        let versions = Versions::from_broker(inner.broker_versions()).map_err(|error| {
+            ConnectionError::Wire {
                 addr: addr.to_string(),
-                timeout,
-            })?
-            .map_err(io)?;
-        stream.set_nodelay(true).map_err(io)?;
-        let mut conn = Self {
-            stream: BufWriter::new(stream),
-            addr: addr.to_string(),
-            client_id: client_id.to_string(),
-            correlation_id: 0,
-            versions: Versions::default(),
-        };
-        let negotiate = conn.negotiate();
-        conn.versions = tokio::time::timeout(timeout, negotiate)
-            .await
-            .map_err(|_| ConnectionError::ConnectTimeout {
-                addr: addr.to_string(),
-                timeout,
-            })??;
-        Ok(conn)
+                error,
+            }
+        })?;
+        Ok(Self { inner, versions })
     }
 
     /// The broker address.
     pub fn addr(&self) -> &str {
-        &self.addr
+        self.inner.addr()
     }
 
     /// The versions agreed with this broker.
@@ -121,89 +130,34 @@ impl Connection {
         &self.versions
     }
 
-    /// ApiVersions v3; a broker too old for it answers UNSUPPORTED_VERSION with its own range, and we
-    /// ask again at v0.
-    async fn negotiate(&mut self) -> Result<Versions, ConnectionError> {
-        let mut version = 3;
-        loop {
-            let id = self.next_correlation_id();
-            let frame =
-                wire::api_versions_frame(version, id, &self.client_id).map_err(|e| self.wire(e))?;
-            self.write_frame(&frame).await?;
-            let body = self.read_frame().await?;
-            let response =
-                wire::decode_api_versions(version, id, body).map_err(|e| self.wire(e))?;
-            if response.error_code == ResponseError::UnsupportedVersion.code() && version > 0 {
-                version = 0;
-                continue;
-            }
-            return Versions::negotiate(&response).map_err(|e| self.wire(e));
-        }
-    }
-
-    /// Sends `request` at the negotiated version and waits for its response.
+    /// Sends `request` at the negotiated version and waits for its response. Unbounded here: the
+    /// driver bounds every call (a held JoinGroup may take the whole rebalance timeout).
     pub async fn call(&mut self, mut request: Request) -> Result<Response, ConnectionError> {
         let api = request.api_key();
-        let version = self.versions.get(api).ok_or_else(|| {
-            self.wire(WireError::UnsupportedVersion {
-                api,
-                broker: "not negotiated".into(),
-                ours: wire::supported(api),
-            })
-        })?;
+        let version = self
+            .versions
+            .get(api)
+            .ok_or_else(|| ConnectionError::Wire {
+                addr: self.addr().to_string(),
+                error: WireError::UnsupportedVersion {
+                    api,
+                    broker: "not negotiated".into(),
+                    ours: wire::supported(api),
+                },
+            })?;
         request.fit(version);
-        let id = self.next_correlation_id();
-        let frame = request
-            .encode_frame(version, id, &self.client_id)
-            .map_err(|e| self.wire(e))?;
-        self.write_frame(&frame).await?;
-        let body = self.read_frame().await?;
-        wire::decode_response(api, version, id, body).map_err(|e| self.wire(e))
-    }
-
-    fn next_correlation_id(&mut self) -> i32 {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        self.correlation_id
-    }
-
-    fn wire(&self, error: WireError) -> ConnectionError {
-        ConnectionError::Wire {
-            addr: self.addr.clone(),
-            error,
-        }
-    }
-
-    fn io(&self, error: std::io::Error) -> ConnectionError {
-        ConnectionError::Io {
-            addr: self.addr.clone(),
-            error,
-        }
-    }
-
-    async fn write_frame(&mut self, frame: &[u8]) -> Result<(), ConnectionError> {
-        self.stream.write_all(frame).await.map_err(|e| self.io(e))?;
-        self.stream.flush().await.map_err(|e| self.io(e))
-    }
-
-    async fn read_frame(&mut self) -> Result<Bytes, ConnectionError> {
-        let mut size = [0u8; 4];
-        self.stream
-            .read_exact(&mut size)
-            .await
-            .map_err(|e| self.io(e))?;
-        let size = i32::from_be_bytes(size);
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        if size > MAX_FRAME {
-            return Err(ConnectionError::FrameTooLarge {
-                addr: self.addr.clone(),
-                size,
-            });
-        }
-        let mut body = BytesMut::zeroed(size);
-        self.stream
-            .read_exact(&mut body)
-            .await
-            .map_err(|e| self.io(e))?;
-        Ok(body.freeze())
+        let c = &mut self.inner;
+        let t = Duration::MAX;
+        Ok(match request {
+            Request::FindCoordinator(r) => Response::FindCoordinator(c.call(&r, version, t).await?),
+            Request::JoinGroup(r) => Response::JoinGroup(c.call(&r, version, t).await?),
+            Request::SyncGroup(r) => Response::SyncGroup(c.call(&r, version, t).await?),
+            Request::Heartbeat(r) => Response::Heartbeat(c.call(&r, version, t).await?),
+            Request::OffsetFetch(r) => Response::OffsetFetch(c.call(&r, version, t).await?),
+            Request::OffsetCommit(r) => Response::OffsetCommit(c.call(&r, version, t).await?),
+            Request::LeaveGroup(r) => Response::LeaveGroup(c.call(&r, version, t).await?),
+            Request::Metadata(r) => Response::Metadata(c.call(&r, version, t).await?),
+            Request::DescribeGroups(r) => Response::DescribeGroups(c.call(&r, version, t).await?),
+        })
     }
 }

@@ -3,8 +3,13 @@
 //! The application talks to it through a [`GroupHandle`]: it receives [`Event`]s (assigned, revoke …)
 //! and sends [`Command`]s (positions, "revoke done"). Heartbeats run on the state machine's timers in
 //! this task, so message processing elsewhere never delays them.
+//!
+//! Two lanes, each with its own connection: heartbeats, and everything else. Apache Kafka answers one
+//! request per connection at a time (its SocketServer mutes a channel until the response to its
+//! request is sent), so a heartbeat pipelined behind a slow OffsetCommit on the same connection would
+//! still wait at the broker; on a connection of its own it does not.
 
-use std::time::Duration;
+use std::{future::Future, pin::Pin, time::Duration};
 
 use tokio::{
     sync::{mpsc, watch},
@@ -15,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     connection::Connection,
-    membership::{Action, Config, Coordinator, Event, FatalError, Membership, State, Target},
-    wire::Request,
+    membership::{Action, Config, Coordinator, Event, FatalError, Lane, Membership, State, Target},
+    wire::{Request, Response},
     TopicPartition,
 };
 
@@ -67,6 +72,9 @@ pub enum DriverError {
     /// Shutdown did not finish the commit and LeaveGroup within the leave timeout.
     #[error("leaving the group did not finish within {0:?}; the coordinator will evict us after the session timeout")]
     LeaveTimedOut(Duration),
+    /// The bootstrap list is empty: there is no broker to ask for the coordinator.
+    #[error("no bootstrap brokers to connect to")]
+    NoBootstrap,
 }
 
 /// The application's side of a running driver.
@@ -105,6 +113,9 @@ pub fn spawn(
         bootstrap_conn: None,
         bootstrap_next: 0,
         coordinator_conn: None,
+        heartbeat_conn: None,
+        main: None,
+        heartbeat: None,
         leave_deadline: None,
         last_failure: None,
         last_assignment: Vec::new(),
@@ -120,6 +131,30 @@ pub fn spawn(
     )
 }
 
+/// How a request ended.
+// Consumed at once, one per request: boxing the answer would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Outcome {
+    /// Answered; the connection can be reused.
+    Answered(Response, Connection),
+    /// Connecting, writing, reading or decoding failed.
+    Failed(String),
+    /// No answer before the deadline.
+    TimedOut(Duration),
+}
+
+/// A request in flight: connect if needed, send, wait for the answer.
+type InFlight = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// The lane's request in flight, what it was, and where it went.
+struct Flight {
+    future: InFlight,
+    target: Target,
+    api: kafka_protocol::messages::ApiKey,
+    /// JoinGroup or SyncGroup, which shutdown abandons rather than waits for.
+    held: bool,
+}
+
 struct Driver {
     config: DriverConfig,
     membership: Membership,
@@ -130,8 +165,14 @@ struct Driver {
     bootstrap_conn: Option<Connection>,
     /// Which bootstrap broker to try next.
     bootstrap_next: usize,
-    /// The coordinator and our connection to it.
+    /// The coordinator and our main connection to it.
     coordinator_conn: Option<(Coordinator, Connection)>,
+    /// The coordinator and our heartbeat connection to it.
+    heartbeat_conn: Option<(Coordinator, Connection)>,
+    /// The main lane's request in flight.
+    main: Option<Flight>,
+    /// The heartbeat in flight.
+    heartbeat: Option<Flight>,
     /// Set once shutdown starts.
     leave_deadline: Option<Instant>,
     /// The last failure logged, so a repeating one is logged once.
@@ -154,8 +195,20 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
+/// Waits for the flight, or forever when there is none (a disabled `select!` branch).
+async fn land(flight: &mut Option<Flight>) -> Outcome {
+    match flight {
+        Some(f) => (&mut f.future).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Driver {
     async fn run(mut self, cancel: CancellationToken) -> Result<(), DriverError> {
+        if self.config.bootstrap.is_empty() {
+            return Err(DriverError::NoBootstrap);
+        }
+        // Each pass is bounded: poll only starts a request on a free lane, or names a deadline.
         loop {
             if let Some(result) = self.forward_events() {
                 return result;
@@ -163,40 +216,56 @@ impl Driver {
             if cancel.is_cancelled() && self.leave_deadline.is_none() {
                 self.start_leave();
             }
+            let mut until = None;
+            for _ in 0..4 {
+                let action = self.membership.poll(now());
+                // Polling can raise events (a revoke on leave): deliver them before waiting on anything.
+                if let Some(result) = self.forward_events() {
+                    return result;
+                }
+                match action {
+                    Action::Done => return Ok(()),
+                    Action::Wait(at) => {
+                        until = Some(Instant::from_std(at));
+                        break;
+                    }
+                    Action::Send {
+                        lane,
+                        target,
+                        request,
+                        timeout,
+                    } => self.launch(lane, target, request, timeout),
+                }
+            }
+            let mut until = until.unwrap_or_else(Instant::now);
             if let Some(deadline) = self.leave_deadline {
                 if Instant::now() >= deadline {
                     tracing::warn!(timeout = ?self.config.leave_timeout, "leaving the group took too long; giving up");
                     return Err(DriverError::LeaveTimedOut(self.config.leave_timeout));
                 }
+                until = until.min(deadline);
             }
-            let action = self.membership.poll(now());
-            // Polling can raise events (a revoke on leave): deliver them before waiting on anything.
-            if let Some(result) = self.forward_events() {
-                return result;
-            }
-            match action {
-                Action::Done => {
-                    if let Some(result) = self.forward_events() {
-                        return result;
-                    }
-                    return Ok(());
-                }
-                Action::Wait(at) => {
-                    let mut until = Instant::from_std(at);
-                    if let Some(deadline) = self.leave_deadline {
-                        until = until.min(deadline);
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(until) => {}
-                        Some(cmd) = self.commands.recv() => self.apply(cmd),
-                        _ = cancel.cancelled(), if self.leave_deadline.is_none() => self.start_leave(),
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                Some(cmd) = self.commands.recv() => self.apply(cmd),
+                _ = cancel.cancelled(), if self.leave_deadline.is_none() => {
+                    self.start_leave();
+                    // Shutdown abandons a held join; anything else is quick and finishes first.
+                    if self.main.as_ref().is_some_and(|f| f.held) {
+                        self.main = None;
+                        self.membership.abandon();
                     }
                 }
-                Action::Send {
-                    target,
-                    request,
-                    timeout,
-                } => self.exchange(target, request, timeout, &cancel).await,
+                outcome = land(&mut self.main) => {
+                    if let Some(flight) = self.main.take() {
+                        self.landed(Lane::Main, flight, outcome);
+                    }
+                }
+                outcome = land(&mut self.heartbeat) => {
+                    if let Some(flight) = self.heartbeat.take() {
+                        self.landed(Lane::Heartbeat, flight, outcome);
+                    }
+                }
             }
         }
     }
@@ -214,15 +283,9 @@ impl Driver {
         }
     }
 
-    /// Sends one request and reports its outcome, serving commands meanwhile: a JoinGroup can be
-    /// held for minutes, and the application's positions must not queue up behind it.
-    async fn exchange(
-        &mut self,
-        target: Target,
-        request: Request,
-        timeout: Duration,
-        cancel: &CancellationToken,
-    ) {
+    /// Starts `request` on `lane`: connecting (if needed), sending and waiting run in the lane's
+    /// future, so the other lane, commands and timers are served meanwhile.
+    fn launch(&mut self, lane: Lane, target: Target, request: Request, timeout: Duration) {
         let api = request.api_key();
         let held = matches!(request, Request::JoinGroup(_) | Request::SyncGroup(_));
         if let Request::JoinGroup(join) = &request {
@@ -231,56 +294,97 @@ impl Driver {
                 tracing::info!(reason, "joining the group");
             }
         }
-        let mut conn = match self.connection(&target).await {
-            Ok(conn) => conn,
-            Err(reason) => {
-                self.failed(&format!("{api:?}: {reason}"));
-                self.membership.on_failure(now(), &reason);
-                return;
-            }
-        };
         let mut deadline = Instant::now() + timeout;
         if let Some(leave) = self.leave_deadline {
             deadline = deadline.min(leave);
         }
-        let outcome = {
-            let call = conn.call(request);
-            tokio::pin!(call);
-            loop {
-                tokio::select! {
-                    result = &mut call => break Some(result),
-                    _ = tokio::time::sleep_until(deadline) => break None,
-                    Some(cmd) = self.commands.recv() => self.apply(cmd),
-                    // Shutdown abandons a held join; anything else is quick and finishes first.
-                    _ = cancel.cancelled(), if self.leave_deadline.is_none() => {
-                        self.start_leave();
-                        if held {
-                            break None;
-                        }
-                        if let Some(leave) = self.leave_deadline {
-                            deadline = deadline.min(leave);
-                        }
-                    }
-                }
+        let cached = self.take_connection(lane, &target);
+        // Bootstrap brokers are tried in turn, starting after the last one used.
+        let addrs: Vec<String> = match &target {
+            Target::Coordinator(c) => vec![c.addr()],
+            Target::AnyBroker => {
+                let n = self.config.bootstrap.len();
+                let start = self.bootstrap_next;
+                self.bootstrap_next = self.bootstrap_next.wrapping_add(1);
+                (0..n)
+                    .map(|i| self.config.bootstrap[(start + i) % n].clone())
+                    .collect()
             }
         };
-        match outcome {
-            Some(Ok(response)) => {
+        let (client_id, connect_timeout) =
+            (self.config.client_id.clone(), self.config.connect_timeout);
+        let future: InFlight = Box::pin(async move {
+            let exchange = async move {
+                let mut conn = match cached {
+                    Some(conn) => conn,
+                    None => {
+                        let mut last = String::from("no bootstrap brokers");
+                        let mut connected = None;
+                        for addr in &addrs {
+                            match Connection::connect(addr, &client_id, connect_timeout).await {
+                                Ok(conn) => {
+                                    connected = Some(conn);
+                                    break;
+                                }
+                                Err(e) => last = e.to_string(),
+                            }
+                        }
+                        match connected {
+                            Some(conn) => conn,
+                            None => return Outcome::Failed(last),
+                        }
+                    }
+                };
+                match conn.call(request).await {
+                    Ok(response) => Outcome::Answered(response, conn),
+                    Err(err) => Outcome::Failed(err.to_string()),
+                }
+            };
+            // A timed-out exchange drops its connection with it: a late answer must not be read as
+            // the answer to the next request.
+            tokio::time::timeout_at(deadline, exchange)
+                .await
+                .unwrap_or(Outcome::TimedOut(timeout))
+        });
+        let flight = Some(Flight {
+            future,
+            target,
+            api,
+            held,
+        });
+        match lane {
+            Lane::Main => self.main = flight,
+            Lane::Heartbeat => self.heartbeat = flight,
+        }
+    }
+
+    fn landed(&mut self, lane: Lane, flight: Flight, outcome: Outcome) {
+        let api = flight.api;
+        match (lane, outcome) {
+            (_, Outcome::Answered(response, conn)) => {
                 self.last_failure = None;
-                self.keep(target, conn);
+                self.keep(lane, flight.target, conn);
                 self.membership.on_response(now(), response);
             }
-            Some(Err(err)) => {
-                let reason = err.to_string();
+            // Shutting down: an unanswered request is dropped, not retried.
+            (Lane::Main, Outcome::TimedOut(_)) if self.leave_deadline.is_some() => {
+                self.membership.abandon()
+            }
+            (Lane::Main, Outcome::Failed(reason)) => {
                 self.failed(&format!("{api:?}: {reason}"));
                 self.membership.on_failure(now(), &reason);
             }
-            // The connection is dropped with the abandoned request: its late answer must not be read
-            // as the answer to the next one.
-            None if self.leave_deadline.is_some() => self.membership.abandon(),
-            None => {
+            (Lane::Main, Outcome::TimedOut(timeout)) => {
                 self.failed(&format!("{api:?}: no answer within {timeout:?}"));
                 self.membership.on_failure(now(), "timed out");
+            }
+            (Lane::Heartbeat, Outcome::Failed(reason)) => {
+                self.failed(&format!("{api:?}: {reason}"));
+                self.membership.on_heartbeat_failure(now());
+            }
+            (Lane::Heartbeat, Outcome::TimedOut(timeout)) => {
+                self.failed(&format!("{api:?}: no answer within {timeout:?}"));
+                self.membership.on_heartbeat_failure(now());
             }
         }
     }
@@ -292,52 +396,28 @@ impl Driver {
         }
     }
 
-    /// Takes the connection for `target` out of the cache (connecting if needed).
-    async fn connection(&mut self, target: &Target) -> Result<Connection, String> {
-        match target {
-            Target::Coordinator(c) => {
-                if let Some((known, conn)) = self.coordinator_conn.take() {
-                    if &known == c {
-                        return Ok(conn);
-                    }
-                }
-                Connection::connect(
-                    &c.addr(),
-                    &self.config.client_id,
-                    self.config.connect_timeout,
-                )
-                .await
-                .map_err(|e| e.to_string())
-            }
-            Target::AnyBroker => {
-                if let Some(conn) = self.bootstrap_conn.take() {
-                    return Ok(conn);
-                }
-                let count = self.config.bootstrap.len().max(1);
-                let mut last = String::from("no bootstrap brokers");
-                for _ in 0..count {
-                    let addr = self.config.bootstrap[self.bootstrap_next % count].clone();
-                    self.bootstrap_next += 1;
-                    match Connection::connect(
-                        &addr,
-                        &self.config.client_id,
-                        self.config.connect_timeout,
-                    )
-                    .await
-                    {
-                        Ok(conn) => return Ok(conn),
-                        Err(e) => last = e.to_string(),
-                    }
-                }
-                Err(last)
-            }
+    /// Takes the lane's cached connection for `target`, if it has one.
+    fn take_connection(&mut self, lane: Lane, target: &Target) -> Option<Connection> {
+        match (lane, target) {
+            (_, Target::AnyBroker) => self.bootstrap_conn.take(),
+            (Lane::Main, Target::Coordinator(c)) => self
+                .coordinator_conn
+                .take()
+                .filter(|(known, _)| known == c)
+                .map(|(_, conn)| conn),
+            (Lane::Heartbeat, Target::Coordinator(c)) => self
+                .heartbeat_conn
+                .take()
+                .filter(|(known, _)| known == c)
+                .map(|(_, conn)| conn),
         }
     }
 
-    fn keep(&mut self, target: Target, conn: Connection) {
-        match target {
-            Target::Coordinator(c) => self.coordinator_conn = Some((c, conn)),
-            Target::AnyBroker => self.bootstrap_conn = Some(conn),
+    fn keep(&mut self, lane: Lane, target: Target, conn: Connection) {
+        match (lane, target) {
+            (_, Target::AnyBroker) => self.bootstrap_conn = Some(conn),
+            (Lane::Main, Target::Coordinator(c)) => self.coordinator_conn = Some((c, conn)),
+            (Lane::Heartbeat, Target::Coordinator(c)) => self.heartbeat_conn = Some((c, conn)),
         }
     }
 
@@ -346,8 +426,8 @@ impl Driver {
         let mut end = None;
         while let Some(event) = self.membership.next_event() {
             self.log(&event);
-            if let Event::Assigned { partitions, .. } = &event {
-                self.last_assignment = partitions.iter().map(|(tp, _)| tp.clone()).collect();
+            if let Event::Assigned { owned, .. } = &event {
+                self.last_assignment = owned.clone();
             }
             match &event {
                 Event::Fatal(err) => end = Some(Err(DriverError::Fatal(err.clone()))),
@@ -400,18 +480,17 @@ impl Driver {
                 }
             }
             Event::Assigned {
-                generation,
-                partitions,
+                generation, owned, ..
             } => {
-                // The eager protocol hands everything back each time: what changed is what matters
-                // to someone watching a scale-up.
-                let now: Vec<&TopicPartition> = partitions.iter().map(|(tp, _)| tp).collect();
+                // What changed since the last assignment is what matters to someone watching a
+                // scale-up (eager members get everything back each time).
+                let now: Vec<&TopicPartition> = owned.iter().collect();
                 let gained = now.iter().filter(|tp| !self.last_assignment.contains(tp));
                 let lost = self.last_assignment.iter().filter(|tp| !now.contains(tp));
                 tracing::info!(
                     generation,
                     partitions = %join(now.iter().copied()),
-                    count = partitions.len(),
+                    count = owned.len(),
                     gained = %join(gained.copied()),
                     lost = %join(lost),
                     "partitions assigned"
@@ -445,5 +524,31 @@ impl Driver {
             Event::Fatal(err) => tracing::error!(%err, "cannot stay in the group"),
             Event::Left => tracing::info!("left the group"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_empty_bootstrap_list_is_an_error_not_a_panic() {
+        let (_handle, task) = spawn(
+            DriverConfig {
+                bootstrap: Vec::new(),
+                client_id: "test".into(),
+                connect_timeout: Duration::from_secs(1),
+                leave_timeout: Duration::from_secs(1),
+            },
+            Config::new("g", vec!["t".into()]),
+            CancellationToken::new(),
+        );
+        let result = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the driver stops at once");
+        assert!(
+            matches!(result, Ok(Err(DriverError::NoBootstrap))),
+            "{result:?}"
+        );
     }
 }

@@ -57,6 +57,8 @@ pub struct MemberDescription {
     pub assignment: Vec<TopicPartition>,
     /// Its subscribed topics, when the broker reports the metadata.
     pub topics: Vec<String>,
+    /// Its `client.rack`, when its subscription carries one (v3+).
+    pub rack: Option<String>,
 }
 
 /// A group as DescribeGroups reports it.
@@ -151,15 +153,20 @@ pub async fn describe(
         members: g
             .members
             .into_iter()
-            .map(|m| MemberDescription {
-                member_id: m.member_id.to_string(),
-                instance_id: m.group_instance_id.map(|i| i.to_string()),
-                client_id: m.client_id.to_string(),
-                host: m.client_host.to_string(),
-                assignment: codec::decode_assignment(&m.member_assignment).unwrap_or_default(),
-                topics: codec::decode_subscription(&m.member_metadata)
-                    .map(|s| s.topics)
-                    .unwrap_or_default(),
+            .map(|m| {
+                let subscription = codec::decode_subscription(&m.member_metadata).ok();
+                MemberDescription {
+                    member_id: m.member_id.to_string(),
+                    instance_id: m.group_instance_id.map(|i| i.to_string()),
+                    client_id: m.client_id.to_string(),
+                    host: m.client_host.to_string(),
+                    assignment: codec::decode_assignment(&m.member_assignment).unwrap_or_default(),
+                    topics: subscription
+                        .as_ref()
+                        .map(|s| s.topics.clone())
+                        .unwrap_or_default(),
+                    rack: subscription.and_then(|s| s.rack_id),
+                }
             })
             .collect(),
     })

@@ -20,6 +20,12 @@
 //! The eager protocol (range, roundrobin): a member gives up all its partitions before it rejoins, and
 //! commits their positions first, unless it lost them, in which case another member may already own
 //! them and a commit would overwrite that member's progress.
+//!
+//! The cooperative protocol (every listed assignor cooperative: `cooperative-sticky`) rejoins without
+//! revoking, keeps consuming what it owns, and after SyncGroup revokes only what moved, then rejoins
+//! at once. Heartbeats have their own lane ([`Lane`]): they go out from SyncGroup until the next
+//! JoinGroup, also while a commit is in flight and while the application revokes. See
+//! docs/rebalancing.md.
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
@@ -78,6 +84,9 @@ pub struct Config {
     pub retry_backoff_max: Duration,
     /// How often the leader re-reads partition counts to notice new partitions or topics.
     pub metadata_refresh: Duration,
+    /// `client.rack`, sent in the subscription (v3) for a rack-aware leader on another client. Our
+    /// own assignors ignore racks (see docs/rebalancing.md).
+    pub rack_id: Option<String>,
 }
 
 impl Config {
@@ -96,8 +105,48 @@ impl Config {
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(5),
             metadata_refresh: Duration::from_secs(30),
+            rack_id: None,
         }
     }
+
+    /// Refuses timings under which a healthy member would be evicted.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.request_timeout > self.session_timeout {
+            return Err(ConfigError::RequestTimeout {
+                request: self.request_timeout,
+                session: self.session_timeout,
+            });
+        }
+        if self.heartbeat_interval.saturating_mul(3) >= self.session_timeout {
+            return Err(ConfigError::HeartbeatInterval {
+                heartbeat: self.heartbeat_interval,
+                session: self.session_timeout,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Settings that cannot work together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A heartbeat that may wait this long for its answer outlives the session.
+    #[error("request_timeout ({request:?}) must not be longer than session_timeout ({session:?}): a heartbeat waiting that long for its answer loses the session")]
+    RequestTimeout {
+        /// `request_timeout`.
+        request: Duration,
+        /// `session_timeout`.
+        session: Duration,
+    },
+    /// Fewer than three heartbeats fit in a session, so one slow or lost one evicts the member.
+    #[error("heartbeat_interval ({heartbeat:?}) must be below a third of session_timeout ({session:?}), so a lost heartbeat is retried before the session ends")]
+    HeartbeatInterval {
+        /// `heartbeat_interval`.
+        heartbeat: Duration,
+        /// `session_timeout`.
+        session: Duration,
+    },
 }
 
 /// The group coordinator's address.
@@ -127,6 +176,15 @@ pub enum Target {
     Coordinator(Coordinator),
 }
 
+/// The two independent request slots of a member: at most one request in flight on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Everything but heartbeats, one at a time (FindCoordinator, JoinGroup, commits …).
+    Main,
+    /// Heartbeats, on their own connection to the coordinator.
+    Heartbeat,
+}
+
 /// What the driver should do next.
 #[derive(Debug, Clone, PartialEq)]
 // `Send` is the common case and is consumed at once; boxing it would only add an allocation.
@@ -134,6 +192,9 @@ pub enum Target {
 pub enum Action {
     /// Send `request` to `target`, give up after `timeout`, and report the outcome.
     Send {
+        /// Which connection carries it: heartbeats have their own, so they never wait behind
+        /// another request (a broker answers one request per connection at a time).
+        lane: Lane,
         /// Where to send it.
         target: Target,
         /// What to send.
@@ -164,17 +225,21 @@ pub enum Event {
         members: usize,
     },
     /// New partitions to consume, each with its committed offset (`None`: no commit, use the reset
-    /// policy).
+    /// policy). Eager protocol: everything (all was revoked before the rebalance); cooperative: only
+    /// what this generation added, the rest is consumed on without a pause.
     Assigned {
         /// The generation the assignment belongs to.
         generation: i32,
-        /// The partitions, with committed offsets.
+        /// The partitions to start consuming, with committed offsets.
         partitions: Vec<(TopicPartition, Option<i64>)>,
+        /// Everything owned from now on (the added partitions and those kept).
+        owned: Vec<TopicPartition>,
     },
     /// Stop consuming these partitions, then call [`Membership::revoke_done`]. Before that, report the
     /// final positions with [`Membership::set_position`] (they are committed unless `lost`).
     Revoke {
-        /// The partitions to give up (all of them: eager protocol).
+        /// The partitions to give up: all of them under the eager protocol (and when lost), only
+        /// those the new assignment moves elsewhere under the cooperative one.
         partitions: Vec<TopicPartition>,
         /// Lost to ILLEGAL_GENERATION/UNKNOWN_MEMBER_ID or an expired session: do not commit, someone
         /// else may own them already.
@@ -274,7 +339,6 @@ enum Pending {
     },
     Sync,
     OffsetFetch,
-    Heartbeat,
     Commit {
         purpose: CommitPurpose,
         offsets: Vec<(TopicPartition, i64)>,
@@ -289,8 +353,12 @@ pub struct Membership {
     config: Config,
     /// Where in the protocol we are.
     phase: Phase,
-    /// The request in flight, if any; at most one.
+    /// The main lane's request in flight, if any; at most one.
     pending: Option<Pending>,
+    /// A heartbeat is in flight on its own lane.
+    heartbeat_in_flight: bool,
+    /// Leader: every topic the members subscribe to, for the metadata refresh.
+    group_topics: BTreeSet<String>,
     /// The group coordinator, once found.
     coordinator: Option<Coordinator>,
     /// Our member id; empty before the first join and after UNKNOWN_MEMBER_ID.
@@ -301,8 +369,10 @@ pub struct Membership {
     protocol: Option<String>,
     /// Whether we led the last join.
     leader: bool,
-    /// Partitions we own now.
+    /// Partitions we own now (the application consumes them).
     assigned: Vec<TopicPartition>,
+    /// The partitions of the revoke in progress.
+    revoking: Vec<TopicPartition>,
     /// Leader: partition counts the current assignment was computed from; `None` when the broker let
     /// a rejoining static leader keep the old assignment (KIP-814), so they are not known yet.
     assigned_counts: Option<BTreeMap<String, i32>>,
@@ -339,12 +409,15 @@ impl Membership {
             config,
             phase: Phase::Joining,
             pending: None,
+            heartbeat_in_flight: false,
+            group_topics: BTreeSet::new(),
             coordinator: None,
             member_id: String::new(),
             generation: -1,
             protocol: None,
             leader: false,
             assigned: Vec::new(),
+            revoking: Vec::new(),
             assigned_counts: None,
             positions: BTreeMap::new(),
             committed: BTreeMap::new(),
@@ -417,16 +490,14 @@ impl Membership {
         self.leave_requested = true;
     }
 
-    /// What to do at `now`. Call it again after every outcome and event.
+    /// What to do at `now`. Call it again after every outcome and event. With a request in flight on
+    /// one lane it may still return one for the other: a due heartbeat never waits behind a commit.
     pub fn poll(&mut self, now: Instant) -> Action {
-        if self.pending.is_some() {
-            // The driver reports every outcome; until then there is nothing new to do.
-            return Action::Wait(now + self.config.request_timeout);
-        }
         if matches!(self.phase, Phase::Done) {
             return Action::Done;
         }
-        if self.leave_requested
+        if self.pending.is_none()
+            && self.leave_requested
             && !matches!(
                 self.phase,
                 Phase::Revoking { .. } | Phase::CommittingRevoked { .. } | Phase::Leaving
@@ -436,29 +507,54 @@ impl Membership {
             self.retry_at = None;
             self.start_revoke(now, "shutting down", Then::Leave, false);
         }
-        if let Phase::Revoking { then, deadline, .. } = self.phase {
-            // Waiting for the application, not the broker: backoff does not apply.
-            if now < deadline {
-                return Action::Wait(deadline);
-            }
-            // The application never confirmed: treat as lost, so nothing half-processed is committed.
-            self.after_revoke(then);
-        }
-        if matches!(self.phase, Phase::Stable | Phase::FetchingOffsets { .. }) {
+        if self.heartbeating() {
             // Checked before anything else: while the coordinator is unreachable we cannot heartbeat,
             // and once the session is over the coordinator has evicted us, whatever we are retrying.
             let session_end = self.last_heartbeat_ok + self.config.session_timeout;
             if now >= session_end {
-                self.lose(now, "no successful heartbeat within the session timeout");
+                let reason = "no successful heartbeat within the session timeout";
+                match &mut self.phase {
+                    // Someone else may own them now: the revoke goes on, without its commit.
+                    Phase::Revoking { lost, .. } => *lost = true,
+                    Phase::CommittingRevoked { then } => {
+                        let then = *then;
+                        self.after_revoke(then);
+                    }
+                    _ => self.lose(now, reason),
+                }
+                self.last_heartbeat_ok = now;
                 return self.poll(now);
             }
-            if let Some(at) = self.retry_at.filter(|at| now < *at) {
-                return Action::Wait(at.min(session_end));
+            if !self.heartbeat_in_flight && now >= self.next_heartbeat {
+                if let Some(coordinator) = self.coordinator.clone() {
+                    self.heartbeat_in_flight = true;
+                    self.heartbeat_sent = now;
+                    return Action::Send {
+                        lane: Lane::Heartbeat,
+                        target: Target::Coordinator(coordinator),
+                        request: self.heartbeat_request(),
+                        timeout: self.config.request_timeout,
+                    };
+                }
             }
+        }
+        let heartbeat_wake = self.heartbeat_wake(now);
+        if self.pending.is_some() {
+            // The driver reports every outcome; until then only a heartbeat can be due.
+            return Action::Wait(heartbeat_wake.unwrap_or(now + self.config.request_timeout));
+        }
+        let wait = |at: Instant| Action::Wait(heartbeat_wake.map_or(at, |hb| hb.min(at)));
+        if let Phase::Revoking { then, deadline, .. } = self.phase {
+            // Waiting for the application, not the broker: backoff does not apply; heartbeats go on.
+            if now < deadline {
+                return wait(deadline);
+            }
+            // The application never confirmed: treat as lost, so nothing half-processed is committed.
+            self.after_revoke(then);
         }
         if let Some(at) = self.retry_at {
             if now < at {
-                return Action::Wait(at);
+                return wait(at);
             }
             self.retry_at = None;
         }
@@ -474,41 +570,32 @@ impl Membership {
                 Pending::FindCoordinator,
                 Target::AnyBroker,
                 self.find_coordinator_request(),
-                now,
             );
         };
         let target = Target::Coordinator(coordinator);
         match self.phase.clone() {
-            Phase::Joining => self.send(Pending::Join, target, self.join_request(), now),
+            Phase::Joining => self.send(Pending::Join, target, self.join_request()),
             Phase::Assigning { members } => {
-                let mut topics: BTreeSet<String> = members
-                    .iter()
-                    .flat_map(|m| m.subscription.topics.clone())
-                    .collect();
-                topics.extend(self.config.topics.iter().cloned());
+                let topics = self.group_topics(&members);
                 self.send(
                     Pending::Metadata { refresh: false },
                     target,
                     metadata_request(topics),
-                    now,
                 )
             }
             Phase::Syncing { assignments } => {
                 let request = self.sync_request(assignments);
-                self.send(Pending::Sync, target, request, now)
+                self.send(Pending::Sync, target, request)
             }
-            Phase::FetchingOffsets { partitions } => {
-                if now >= self.next_heartbeat {
-                    return self.send(Pending::Heartbeat, target, self.heartbeat_request(), now);
-                }
-                self.send(
-                    Pending::OffsetFetch,
-                    target,
-                    self.offset_fetch_request(&partitions),
-                    now,
-                )
-            }
-            Phase::Stable => self.poll_stable(now, target),
+            Phase::FetchingOffsets { partitions } => self.send(
+                Pending::OffsetFetch,
+                target,
+                self.offset_fetch_request(&partitions),
+            ),
+            Phase::Stable => match self.poll_stable(now, target) {
+                Action::Wait(at) => wait(at),
+                other => other,
+            },
             Phase::CommittingRevoked { then } => {
                 let offsets = self.dirty_positions();
                 if offsets.is_empty() {
@@ -523,20 +610,41 @@ impl Membership {
                     },
                     target,
                     request,
-                    now,
                 )
             }
-            Phase::Leaving => self.send(Pending::Leave, target, self.leave_request(), now),
+            Phase::Leaving => self.send(Pending::Leave, target, self.leave_request()),
             Phase::Revoking { .. } | Phase::Done => Action::Done,
         }
     }
 
+    /// Whether the phase keeps the session alive with heartbeats: from SyncGroup until JoinGroup is
+    /// sent again, as Java's heartbeat thread does, so a revoke the application takes its time over
+    /// (up to the rebalance timeout) does not cost the member its session.
+    fn heartbeating(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Stable
+                | Phase::FetchingOffsets { .. }
+                | Phase::Revoking { .. }
+                | Phase::CommittingRevoked { .. }
+        )
+    }
+
+    /// When the heartbeat lane next needs a poll (the next heartbeat, or the session's end).
+    fn heartbeat_wake(&self, now: Instant) -> Option<Instant> {
+        if !self.heartbeating() {
+            return None;
+        }
+        let session_end = self.last_heartbeat_ok + self.config.session_timeout;
+        if self.heartbeat_in_flight || self.coordinator.is_none() {
+            return Some(session_end);
+        }
+        Some(self.next_heartbeat.max(now).min(session_end))
+    }
+
     fn poll_stable(&mut self, now: Instant, target: Target) -> Action {
         let session_end = self.last_heartbeat_ok + self.config.session_timeout;
-        if now >= self.next_heartbeat {
-            return self.send(Pending::Heartbeat, target, self.heartbeat_request(), now);
-        }
-        let mut wake = self.next_heartbeat.min(session_end);
+        let mut wake = session_end;
         if let Some(interval) = self.config.auto_commit_interval {
             if now >= self.next_commit {
                 let offsets = self.dirty_positions();
@@ -549,7 +657,6 @@ impl Membership {
                         },
                         target,
                         request,
-                        now,
                     );
                 }
                 self.next_commit = now + interval;
@@ -558,12 +665,11 @@ impl Membership {
         }
         if self.leader {
             if now >= self.next_metadata {
-                let topics = self.config.topics.iter().cloned().collect();
+                let topics = self.group_topics.clone();
                 return self.send(
                     Pending::Metadata { refresh: true },
                     target,
                     metadata_request(topics),
-                    now,
                 );
             }
             wake = wake.min(self.next_metadata);
@@ -571,13 +677,20 @@ impl Membership {
         Action::Wait(wake)
     }
 
-    fn send(&mut self, pending: Pending, target: Target, request: Request, now: Instant) -> Action {
+    /// Every topic some member subscribes to (and ours): the leader assigns them all, as Java's does.
+    fn group_topics(&self, members: &[Member]) -> BTreeSet<String> {
+        members
+            .iter()
+            .flat_map(|m| m.subscription.topics.iter().cloned())
+            .chain(self.config.topics.iter().cloned())
+            .collect()
+    }
+
+    fn send(&mut self, pending: Pending, target: Target, request: Request) -> Action {
         let held = matches!(pending, Pending::Join | Pending::Sync);
-        if matches!(pending, Pending::Heartbeat) {
-            self.heartbeat_sent = now;
-        }
         self.pending = Some(pending);
         Action::Send {
+            lane: Lane::Main,
             target,
             request,
             // The broker holds JoinGroup (and SyncGroup, until the leader syncs) for up to the
@@ -613,7 +726,7 @@ impl Membership {
                     reason: reason.to_string(),
                 });
                 if purpose == CommitPurpose::Revoke && self.failures >= 3 {
-                    self.give_up_revoke_commit();
+                    self.abandon_revoke_commit();
                 }
             }
             Pending::Leave if self.failures >= 3 => {
@@ -633,8 +746,24 @@ impl Membership {
         }
     }
 
-    /// The answer to the request in flight.
+    /// The heartbeat in flight failed without an answer; the driver drops the heartbeat connection.
+    /// Retried after the retry backoff; the session timeout decides when the member is lost.
+    pub fn on_heartbeat_failure(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.heartbeat_in_flight) {
+            return;
+        }
+        self.set_coordinator(None);
+        self.next_heartbeat = now + self.config.retry_backoff;
+    }
+
+    /// The answer to a request in flight (a heartbeat's goes to the heartbeat lane).
     pub fn on_response(&mut self, now: Instant, response: Response) {
+        if let Response::Heartbeat(r) = &response {
+            if self.heartbeat_in_flight {
+                self.heartbeat_in_flight = false;
+                return self.on_heartbeat(now, r.error_code);
+            }
+        }
         let Some(pending) = self.pending.take() else {
             return;
         };
@@ -648,7 +777,6 @@ impl Membership {
             }
             (Pending::Sync, Response::SyncGroup(r)) => self.on_sync(now, r),
             (Pending::OffsetFetch, Response::OffsetFetch(r)) => self.on_offset_fetch(now, r),
-            (Pending::Heartbeat, Response::Heartbeat(r)) => self.on_heartbeat(now, r.error_code),
             (Pending::Commit { purpose, offsets }, Response::OffsetCommit(r)) => {
                 self.on_commit(now, purpose, offsets, r)
             }
@@ -671,8 +799,9 @@ impl Membership {
             None => (r.error_code, r.node_id.0, r.host.to_string(), r.port),
         };
         match ResponseError::try_from_code(error_code) {
+            // Failures are not reset here: a coordinator that is named but dead (KRaft fences it only
+            // after its session, ~9 s) must be retried with a growing backoff, not every 100 ms.
             None if node_id >= 0 && !host.is_empty() => {
-                self.failures = 0;
                 self.set_coordinator(Some(Coordinator {
                     node_id,
                     host,
@@ -683,8 +812,8 @@ impl Membership {
             Some(ResponseError::GroupAuthorizationFailed) => {
                 self.fatal("FindCoordinator", ResponseError::GroupAuthorizationFailed)
             }
-            Some(ResponseError::InvalidRequest | ResponseError::InvalidGroupId) => {
-                self.fatal("FindCoordinator", ResponseError::InvalidGroupId)
+            Some(e @ (ResponseError::InvalidRequest | ResponseError::InvalidGroupId)) => {
+                self.fatal("FindCoordinator", e)
             }
             // COORDINATOR_NOT_AVAILABLE (the offsets topic is being created), a broker starting …
             Some(_) => self.backoff(now),
@@ -718,8 +847,12 @@ impl Membership {
             .map(|m| Member {
                 member_id: m.member_id.to_string(),
                 instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
-                // An undecodable subscription gets nothing rather than failing the whole group.
-                subscription: codec::decode_subscription(&m.metadata).unwrap_or_default(),
+                // An undecodable subscription gets nothing rather than failing the whole group;
+                // said loudly, since that member will sit idle.
+                subscription: codec::decode_subscription(&m.metadata).unwrap_or_else(|err| {
+                    tracing::warn!(member_id = %m.member_id, %err, "cannot read a member's subscription; it gets no partitions");
+                    Subscription::default()
+                }),
             })
             .collect();
         self.events.push_back(Event::Joined {
@@ -733,6 +866,8 @@ impl Membership {
             return self.fatal("JoinGroup", ResponseError::InconsistentGroupProtocol);
         }
         if r.skip_assignment {
+            // The broker kept the old assignment and did not say who subscribes to what.
+            self.group_topics = self.config.topics.iter().cloned().collect();
             self.assigned_counts = None;
         }
         self.phase = if self.leader && !r.skip_assignment {
@@ -755,16 +890,18 @@ impl Membership {
             .collect();
         if refresh {
             self.next_metadata = now + self.config.metadata_refresh;
+            // Every member's topics, not only ours: a partition added to a topic only another
+            // member reads must reach it too.
             let ours: BTreeMap<String, i32> = counts
                 .into_iter()
-                .filter(|(t, _)| self.config.topics.contains(t))
+                .filter(|(t, _)| self.group_topics.contains(t))
                 .collect();
             match &self.assigned_counts {
                 // We kept an assignment computed earlier: learn the counts, nothing changed.
                 None => self.assigned_counts = Some(ours),
                 Some(before) if *before != ours && matches!(self.phase, Phase::Stable) => {
                     let reason = format!("partition counts changed from {before:?} to {ours:?}");
-                    self.start_revoke(now, &reason, Then::Rejoin, false);
+                    self.rebalance(now, &reason);
                 }
                 Some(_) => {}
             }
@@ -779,10 +916,11 @@ impl Membership {
             .and_then(Assignor::from_name)
             .unwrap_or(Assignor::Range);
         let assignment = assignor.assign(members, &counts);
+        self.group_topics = self.group_topics(members);
         self.assigned_counts = Some(
             counts
                 .into_iter()
-                .filter(|(t, _)| self.config.topics.contains(t))
+                .filter(|(t, _)| self.group_topics.contains(t))
                 .collect(),
         );
         self.next_metadata = now + self.config.metadata_refresh;
@@ -801,6 +939,25 @@ impl Membership {
         if let Some(e) = ResponseError::try_from_code(r.error_code) {
             return self.on_group_error(now, "SyncGroup", e);
         }
+        // v5+ names the group's protocol type and assignor; a mismatch means the assignment bytes
+        // are not ours to read (Java fails with INCONSISTENT_GROUP_PROTOCOL too).
+        let type_differs = r
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| t.as_str() != "consumer");
+        let name_differs = r
+            .protocol_name
+            .as_ref()
+            .is_some_and(|n| Some(n.as_str()) != self.protocol.as_deref());
+        if type_differs || name_differs {
+            tracing::error!(
+                protocol_type = ?r.protocol_type.as_ref().map(|t| t.as_str()),
+                protocol_name = ?r.protocol_name.as_ref().map(|n| n.as_str()),
+                joined_with = ?self.protocol,
+                "SyncGroup answered for another protocol"
+            );
+            return self.fatal("SyncGroup", ResponseError::InconsistentGroupProtocol);
+        }
         let partitions = match codec::decode_assignment(&r.assignment) {
             Ok(parts) => parts,
             Err(err) => {
@@ -816,14 +973,37 @@ impl Membership {
             .into_iter()
             .filter(|tp| self.config.topics.contains(&tp.topic))
             .collect();
-        self.assigned = partitions.clone();
-        self.positions.clear();
         self.last_heartbeat_ok = now;
         self.next_heartbeat = now + self.config.heartbeat_interval;
-        if partitions.is_empty() {
+        // Eager: `assigned` is empty here (revoked before rejoining). Cooperative: it holds what we
+        // kept consuming through the rebalance (KIP-429).
+        let revoked: Vec<TopicPartition> = self
+            .assigned
+            .iter()
+            .filter(|tp| !partitions.contains(tp))
+            .cloned()
+            .collect();
+        if !revoked.is_empty() {
+            // Give up only what moved, commit it, and rejoin at once: the new owner gets it in the
+            // next generation. What we also gained comes back with that generation too.
+            self.phase = Phase::Stable;
+            self.start_revoke_of(
+                now,
+                revoked,
+                "the new assignment moves them to another member",
+                Then::Rejoin,
+                false,
+            );
+            return;
+        }
+        let added: Vec<TopicPartition> = partitions
+            .into_iter()
+            .filter(|tp| !self.assigned.contains(tp))
+            .collect();
+        if added.is_empty() {
             self.enter_stable(now, Vec::new());
         } else {
-            self.phase = Phase::FetchingOffsets { partitions };
+            self.phase = Phase::FetchingOffsets { partitions: added };
         }
     }
 
@@ -876,33 +1056,75 @@ impl Membership {
 
     fn enter_stable(&mut self, now: Instant, partitions: Vec<(TopicPartition, Option<i64>)>) {
         self.phase = Phase::Stable;
+        self.assigned
+            .extend(partitions.iter().map(|(tp, _)| tp.clone()));
+        self.assigned.sort();
         if let Some(interval) = self.config.auto_commit_interval {
             self.next_commit = now + interval;
         }
         self.events.push_back(Event::Assigned {
             generation: self.generation,
             partitions,
+            owned: self.assigned.clone(),
         });
     }
 
     fn on_heartbeat(&mut self, now: Instant, error_code: i16) {
-        match ResponseError::try_from_code(error_code) {
-            None => {
+        let error = ResponseError::try_from_code(error_code);
+        if !self.heartbeating() {
+            // A JoinGroup went out since: its answer decides, not this one.
+            self.next_heartbeat = self.heartbeat_sent + self.config.heartbeat_interval;
+            return;
+        }
+        let Some(e) = error else {
+            if matches!(self.phase, Phase::Stable) {
+                // The coordinator answers: the next failure starts the backoff from the beginning.
                 self.failures = 0;
-                self.last_heartbeat_ok = now;
-                self.next_heartbeat = self.heartbeat_sent + self.config.heartbeat_interval;
             }
-            Some(ResponseError::RebalanceInProgress) => {
-                self.next_heartbeat = now + self.config.heartbeat_interval;
-                if matches!(self.phase, Phase::Stable) {
-                    self.start_revoke(now, "the group is rebalancing", Then::Rejoin, false);
-                } else {
-                    // Still fetching offsets: nothing consumed yet, so nothing to commit.
-                    self.assigned.clear();
-                    self.rejoin("the group is rebalancing".into());
+            self.last_heartbeat_ok = now;
+            self.next_heartbeat = self.heartbeat_sent + self.config.heartbeat_interval;
+            return;
+        };
+        self.next_heartbeat = now + self.config.heartbeat_interval;
+        let revoking = matches!(
+            self.phase,
+            Phase::Revoking { .. } | Phase::CommittingRevoked { .. }
+        );
+        match e {
+            ResponseError::RebalanceInProgress => {
+                // The coordinator renews the session on this answer too, until we rejoin.
+                self.last_heartbeat_ok = now;
+                match self.phase {
+                    Phase::Stable => self.rebalance(now, "the group is rebalancing"),
+                    Phase::FetchingOffsets { .. } => {
+                        // Nothing of this generation consumed yet, so nothing to commit.
+                        self.rejoin("the group is rebalancing".into());
+                    }
+                    // Already giving the partitions up to rejoin.
+                    _ => {}
                 }
             }
-            Some(e) => self.on_group_error(now, "Heartbeat", e),
+            ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable => {
+                self.set_coordinator(None);
+                self.next_heartbeat = now + self.config.retry_backoff;
+            }
+            ResponseError::UnknownMemberId | ResponseError::IllegalGeneration if revoking => {
+                // Out of the generation while the application still stops its partitions: finish the
+                // revoke, but commit nothing, someone else may own them already.
+                if e == ResponseError::UnknownMemberId {
+                    self.member_id.clear();
+                }
+                if let Phase::Revoking { lost, .. } = &mut self.phase {
+                    *lost = true;
+                }
+            }
+            ResponseError::UnknownMemberId | ResponseError::IllegalGeneration => {
+                self.on_group_error(now, "Heartbeat", e)
+            }
+            e if e.is_retriable() => {
+                self.next_heartbeat = now + self.config.retry_backoff;
+            }
+            e => self.on_group_error(now, "Heartbeat", e),
         }
     }
 
@@ -937,10 +1159,9 @@ impl Membership {
             self.next_commit = now + interval;
         }
         let Some(e) = error else {
+            // A revoke's commit is finished by the next poll, which first commits any position
+            // reported while this one was in flight.
             self.failures = 0;
-            if purpose == CommitPurpose::Revoke {
-                self.give_up_revoke_commit();
-            }
             return;
         };
         self.events.push_back(Event::CommitFailed {
@@ -954,11 +1175,15 @@ impl Membership {
             ResponseError::CoordinatorLoadInProgress | ResponseError::RequestTimedOut => {
                 self.retry_commit(now, purpose)
             }
+            // The heartbeat lane may have started the rebalance already.
             ResponseError::RebalanceInProgress if purpose == CommitPurpose::Periodic => {
-                self.start_revoke(now, "the group is rebalancing", Then::Rejoin, false)
+                if matches!(self.phase, Phase::Stable) {
+                    self.rebalance(now, "the group is rebalancing")
+                }
             }
             ResponseError::IllegalGeneration | ResponseError::UnknownMemberId
-                if purpose == CommitPurpose::Periodic =>
+                if purpose == CommitPurpose::Periodic
+                    && matches!(self.phase, Phase::Stable | Phase::FetchingOffsets { .. }) =>
             {
                 self.on_group_error(now, "OffsetCommit", e)
             }
@@ -969,12 +1194,12 @@ impl Membership {
                 if e == ResponseError::UnknownMemberId {
                     self.member_id.clear();
                 }
-                self.give_up_revoke_commit();
+                self.abandon_revoke_commit();
             }
             ResponseError::FencedInstanceId | ResponseError::GroupAuthorizationFailed => {
                 self.fatal("OffsetCommit", e)
             }
-            _ if purpose == CommitPurpose::Revoke => self.give_up_revoke_commit(),
+            _ if purpose == CommitPurpose::Revoke => self.abandon_revoke_commit(),
             // OFFSET_METADATA_TOO_LARGE, TOPIC_AUTHORIZATION_FAILED …: reported, retried next interval.
             _ => {}
         }
@@ -983,14 +1208,14 @@ impl Membership {
     fn retry_commit(&mut self, now: Instant, purpose: CommitPurpose) {
         self.backoff(now);
         if purpose == CommitPurpose::Revoke && self.failures >= 3 {
-            self.give_up_revoke_commit();
+            self.abandon_revoke_commit();
         } else {
             self.next_commit = now;
         }
     }
 
-    /// The final commit of a revoke is done (or hopeless): finish the revoke.
-    fn give_up_revoke_commit(&mut self) {
+    /// The final commit of a revoke is hopeless: finish the revoke without it.
+    fn abandon_revoke_commit(&mut self) {
         if let Phase::CommittingRevoked { then } = self.phase {
             self.after_revoke(then);
         }
@@ -1073,17 +1298,47 @@ impl Membership {
         }));
     }
 
-    /// Give up the partitions (committing them unless `lost`), then rejoin or leave.
+    /// Whether this member follows the cooperative protocol (KIP-429). As in Java, only when every
+    /// assignor it lists is cooperative: a list that also names an eager one must be able to end up
+    /// in an eager group, where everything is revoked before rejoining.
+    fn cooperative(&self) -> bool {
+        !self.config.assignors.is_empty()
+            && self.config.assignors.iter().all(|a| a.is_cooperative())
+    }
+
+    /// The group rebalances and we are still in it: eager, revoke everything (committing) then
+    /// rejoin; cooperative, rejoin at once, owning and consuming what we have.
+    fn rebalance(&mut self, now: Instant, reason: &str) {
+        if self.cooperative() {
+            self.rejoin(reason.to_string());
+        } else {
+            self.start_revoke(now, reason, Then::Rejoin, false);
+        }
+    }
+
+    /// Give up every partition (committing them unless `lost`), then rejoin or leave.
     fn start_revoke(&mut self, now: Instant, reason: &str, then: Then, lost: bool) {
+        let all = self.assigned.clone();
+        self.start_revoke_of(now, all, reason, then, lost);
+    }
+
+    /// Give up `partitions` (committing them unless `lost`), then rejoin or leave.
+    fn start_revoke_of(
+        &mut self,
+        now: Instant,
+        partitions: Vec<TopicPartition>,
+        reason: &str,
+        then: Then,
+        lost: bool,
+    ) {
         self.rejoin_reason = reason.to_string();
-        if self.assigned.is_empty()
-            || !matches!(self.phase, Phase::Stable | Phase::FetchingOffsets { .. })
-        {
+        self.revoking = partitions;
+        if self.revoking.is_empty() {
             self.after_revoke(then);
             return;
         }
         self.events.push_back(Event::Revoke {
-            partitions: self.assigned.clone(),
+            partitions: self.revoking.clone(),
             lost,
             reason: reason.to_string(),
         });
@@ -1095,7 +1350,16 @@ impl Membership {
     }
 
     fn lose(&mut self, now: Instant, reason: &str) {
-        if matches!(self.phase, Phase::Stable | Phase::FetchingOffsets { .. }) {
+        // Cooperative members own partitions through a join too: those are lost as well.
+        if !self.assigned.is_empty()
+            && !matches!(
+                self.phase,
+                Phase::Revoking { .. }
+                    | Phase::CommittingRevoked { .. }
+                    | Phase::Leaving
+                    | Phase::Done
+            )
+        {
             self.start_revoke(now, reason, Then::Rejoin, true);
         } else {
             self.rejoin(reason.to_string());
@@ -1103,18 +1367,19 @@ impl Membership {
     }
 
     fn after_revoke(&mut self, then: Then) {
-        self.assigned.clear();
-        self.positions.clear();
+        let revoked = std::mem::take(&mut self.revoking);
+        self.assigned.retain(|tp| !revoked.contains(tp));
+        self.positions.retain(|tp, _| !revoked.contains(tp));
         self.phase = match then {
             Then::Rejoin if !self.leave_requested => Phase::Joining,
             _ => Phase::Leaving,
         };
     }
 
+    /// Join again. Eager members own nothing here (they revoked first); cooperative ones keep
+    /// consuming what they own, which their JoinGroup names, until the new assignment says otherwise.
     fn rejoin(&mut self, reason: String) {
         self.rejoin_reason = reason;
-        self.assigned.clear();
-        self.positions.clear();
         if !matches!(self.phase, Phase::Leaving | Phase::Done) {
             self.phase = Phase::Joining;
         }
@@ -1177,7 +1442,7 @@ impl Membership {
             user_data: None,
             owned_partitions: self.assigned.clone(),
             generation_id: self.generation,
-            rack_id: None,
+            rack_id: self.config.rack_id.clone(),
         });
         Request::JoinGroup(
             JoinGroupRequest::default()
@@ -1325,7 +1590,6 @@ fn pending_name(pending: &Pending) -> &'static str {
         Pending::Metadata { .. } => "Metadata",
         Pending::Sync => "SyncGroup",
         Pending::OffsetFetch => "OffsetFetch",
-        Pending::Heartbeat => "Heartbeat",
         Pending::Commit { .. } => "OffsetCommit",
         Pending::Leave => "LeaveGroup",
     }

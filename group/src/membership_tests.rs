@@ -23,6 +23,7 @@ fn tp(p: i32) -> TopicPartition {
 struct Harness {
     m: Membership,
     now: Instant,
+    start: Instant,
 }
 
 impl Harness {
@@ -31,6 +32,7 @@ impl Harness {
         Self {
             m: Membership::new(config, now),
             now,
+            start: now,
         }
     }
 
@@ -57,8 +59,33 @@ impl Harness {
         }
     }
 
+    /// Runs the clock, answering every heartbeat with `answer`, until a main-lane request is due;
+    /// returns it and when it was sent. Bounded to an hour of simulated time.
+    fn next_main(&mut self, answer: Option<ResponseError>) -> (Request, Instant) {
+        let end = self.now + Duration::from_secs(3600);
+        while self.now < end {
+            match self.m.poll(self.now) {
+                Action::Send {
+                    lane: Lane::Heartbeat,
+                    ..
+                } => self.respond(heartbeat(answer)),
+                Action::Send { request, .. } => return (request, self.now),
+                Action::Wait(at) => self.now = at.max(self.now + Duration::from_millis(1)),
+                Action::Done => panic!("done; events {:?}", self.events()),
+            }
+        }
+        panic!("no request within an hour")
+    }
+
     fn respond(&mut self, response: Response) {
         self.m.on_response(self.now, response);
+    }
+
+    /// The events, without the `Joined` ones.
+    fn events_after_joining(&mut self) -> Vec<Event> {
+        let mut events = self.events();
+        events.retain(|e| !matches!(e, Event::Joined { .. }));
+        events
     }
 
     fn events(&mut self) -> Vec<Event> {
@@ -296,6 +323,7 @@ fn leader_joins_assigns_every_member_and_reports_committed_offsets() {
     assert!(events.contains(&Event::Assigned {
         generation: 5,
         partitions: vec![(tp(6), Some(100)), (tp(7), None), (tp(8), Some(42))],
+        owned: vec![tp(6), tp(7), tp(8)],
     }));
     assert_eq!(h.m.state(), State::Stable);
 }
@@ -430,7 +458,6 @@ fn a_coordinator_that_moves_is_found_again_without_losing_the_assignment() {
     h.send();
     h.respond(heartbeat(Some(ResponseError::NotCoordinator)));
     assert_eq!(h.events(), vec![Event::CoordinatorChanged(None)]);
-    h.now = h.wait();
     let Action::Send {
         target, request, ..
     } = h.m.poll(h.now)
@@ -442,6 +469,7 @@ fn a_coordinator_that_moves_is_found_again_without_losing_the_assignment() {
         (Target::AnyBroker, true)
     );
     h.respond(coordinator(3));
+    h.advance(config().retry_backoff);
     let Action::Send {
         target: Target::Coordinator(c),
         request: Request::Heartbeat(_),
@@ -534,7 +562,8 @@ fn a_broker_that_answers_join_at_once_and_then_rebalances_in_sync_is_followed() 
     h.respond(offsets(&[(4, 8)]));
     assert!(h.events().contains(&Event::Assigned {
         generation: 2,
-        partitions: vec![(tp(4), Some(8))]
+        partitions: vec![(tp(4), Some(8))],
+        owned: vec![tp(4)],
     }));
 }
 
@@ -776,10 +805,14 @@ fn the_application_that_never_confirms_a_revoke_is_treated_as_lost() {
     h.advance(HB);
     h.send();
     h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
-    h.now = h.wait(); // the rebalance timeout
+    let (request, at) = h.next_main(Some(ResponseError::RebalanceInProgress));
     assert!(
-        matches!(h.send(), Request::JoinGroup(_)),
+        matches!(request, Request::JoinGroup(_)),
         "no commit of unconfirmed positions"
+    );
+    assert!(
+        at >= h.start + config().rebalance_timeout,
+        "after the rebalance timeout"
     );
 }
 
@@ -868,4 +901,447 @@ fn a_static_leader_that_keeps_its_assignment_does_not_rebalance_on_its_first_ref
     assert!(matches!(md, Request::Metadata(_)));
     h.respond(metadata(6));
     assert!(matches!(&h.events()[..], [Event::Revoke { .. }]));
+}
+
+#[test]
+fn a_heartbeat_goes_out_while_a_commit_is_in_flight() {
+    let mut h = Harness::new(config());
+    h.join(false, &[0]);
+    h.events();
+    h.m.set_position(&tp(0), 5);
+    h.now = h.m.config.auto_commit_interval.map_or(h.now, |i| h.now + i);
+    // The heartbeat due at the same time goes first on its lane, then the commit on the main lane.
+    let mut lanes = Vec::new();
+    for _ in 0..2 {
+        let Action::Send { lane, request, .. } = h.m.poll(h.now) else {
+            panic!("two requests due")
+        };
+        lanes.push((lane, request.api_key()));
+    }
+    let commit_sent = h.now;
+    assert_eq!(
+        lanes,
+        vec![
+            (Lane::Heartbeat, kafka_protocol::messages::ApiKey::Heartbeat),
+            (Lane::Main, kafka_protocol::messages::ApiKey::OffsetCommit)
+        ]
+    );
+    h.respond(heartbeat(None));
+    // The commit stays unanswered for most of the session: heartbeats go on meanwhile.
+    let mut beats = 0;
+    while h.now < commit_sent + config().session_timeout - HB {
+        match h.m.poll(h.now) {
+            Action::Send {
+                lane: Lane::Heartbeat,
+                ..
+            } => {
+                beats += 1;
+                h.respond(heartbeat(None));
+            }
+            Action::Wait(at) => h.now = at,
+            other => panic!("only heartbeats while the commit is out, got {other:?}"),
+        }
+    }
+    assert!(
+        beats >= 10,
+        "{beats} heartbeats in {:?}",
+        config().session_timeout
+    );
+    assert_eq!(h.m.state(), State::Stable);
+}
+
+#[test]
+fn heartbeats_go_on_while_the_application_revokes() {
+    let mut h = Harness::new(config());
+    h.join(false, &[0]);
+    h.m.set_position(&tp(0), 4);
+    h.advance(HB);
+    h.send();
+    h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+    assert_eq!(h.m.state(), State::Revoking);
+    // The application takes twice the session timeout to stop; the session is kept alive.
+    let confirm_at = h.now + 2 * config().session_timeout;
+    let mut beats = 0;
+    while h.now < confirm_at {
+        match h.m.poll(h.now) {
+            Action::Send {
+                lane: Lane::Heartbeat,
+                ..
+            } => {
+                beats += 1;
+                h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+            }
+            Action::Wait(at) => h.now = at.min(confirm_at),
+            other => panic!("nothing but heartbeats before the confirm, got {other:?}"),
+        }
+    }
+    assert!(beats >= 20, "{beats} heartbeats while revoking");
+    h.m.revoke_done();
+    let (commit, _) = h.next_main(Some(ResponseError::RebalanceInProgress));
+    assert_eq!(
+        committed_offsets(&commit),
+        vec![(0, 4)],
+        "still in the generation: the revoke commits"
+    );
+    h.respond(commit_answer(&commit, None));
+    let (join, _) = h.next_main(Some(ResponseError::RebalanceInProgress));
+    assert!(matches!(join, Request::JoinGroup(_)));
+    // Once JoinGroup is out, heartbeats stop until the next SyncGroup.
+    h.advance(HB);
+    assert!(matches!(h.m.poll(h.now), Action::Wait(_)));
+}
+
+#[test]
+fn a_member_evicted_while_revoking_does_not_commit() {
+    let mut h = Harness::new(config());
+    h.join(false, &[0]);
+    h.m.set_position(&tp(0), 4);
+    h.advance(HB);
+    h.send();
+    h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+    h.advance(HB);
+    assert!(matches!(h.send(), Request::Heartbeat(_)));
+    h.respond(heartbeat(Some(ResponseError::UnknownMemberId)));
+    h.m.revoke_done();
+    let Request::JoinGroup(join) = h.send() else {
+        panic!("no commit once the coordinator forgot us")
+    };
+    assert!(join.member_id.is_empty());
+}
+
+#[test]
+fn a_position_reported_during_the_final_commit_is_committed_too() {
+    let mut h = Harness::new(config());
+    h.join(false, &[0, 1]);
+    h.m.set_position(&tp(0), 3);
+    h.advance(HB);
+    h.send();
+    h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+    h.m.revoke_done();
+    let first = h.send();
+    assert_eq!(committed_offsets(&first), vec![(0, 3)]);
+    h.m.set_position(&tp(1), 8);
+    h.respond(commit_answer(&first, None));
+    let second = h.send();
+    assert_eq!(
+        committed_offsets(&second),
+        vec![(1, 8)],
+        "success does not end the revoke while a position is uncommitted"
+    );
+    h.respond(commit_answer(&second, None));
+    assert!(matches!(h.send(), Request::JoinGroup(_)));
+}
+
+#[test]
+fn sync_group_for_another_protocol_is_refused() {
+    for (kind, name) in [("connect", "range"), ("consumer", "roundrobin")] {
+        let mut h = Harness::new(config());
+        h.send();
+        h.respond(coordinator(1));
+        h.send();
+        h.respond(join_ok("me", "other", 1, &[]));
+        assert!(matches!(h.send(), Request::SyncGroup(_)));
+        let mut sync = SyncGroupResponse::default()
+            .with_protocol_type(Some(StrBytes::from_static_str(kind)))
+            .with_protocol_name(Some(StrBytes::from_static_str(name)))
+            .with_assignment(codec::encode_assignment(&[tp(0)]));
+        sync.error_code = 0;
+        h.respond(Response::SyncGroup(sync));
+        assert!(
+            h.events().iter().any(|e| matches!(e,
+                Event::Fatal(f) if f.error == ResponseError::InconsistentGroupProtocol)),
+            "{kind}/{name}"
+        );
+        assert!(h.m.assignment().is_empty());
+    }
+}
+
+#[test]
+fn find_coordinator_invalid_request_is_reported_as_such() {
+    let mut h = Harness::new(config());
+    h.send();
+    h.respond(Response::FindCoordinator(
+        FindCoordinatorResponse::default().with_coordinators(vec![
+            CoordinatorEntry::default().with_error_code(ResponseError::InvalidRequest.code())
+        ]),
+    ));
+    assert!(h.events().iter().any(|e| matches!(e,
+        Event::Fatal(f) if f.error == ResponseError::InvalidRequest)));
+}
+
+#[test]
+fn a_named_but_dead_coordinator_is_retried_with_a_growing_backoff() {
+    let mut h = Harness::new(config());
+    let mut gaps = Vec::new();
+    let mut last = h.now;
+    for _ in 0..6 {
+        let (request, at) = h.next_main(None);
+        assert!(
+            matches!(request, Request::FindCoordinator(_)),
+            "{request:?}"
+        );
+        gaps.push(at - last);
+        last = at;
+        h.respond(coordinator(1));
+        assert!(matches!(h.send(), Request::JoinGroup(_)));
+        h.m.on_failure(h.now, "connection refused");
+    }
+    assert!(
+        gaps.windows(2).skip(1).all(|w| w[1] > w[0]),
+        "backoff grows: {gaps:?}"
+    );
+    assert!(gaps[5] >= Duration::from_millis(1600), "{gaps:?}");
+}
+
+#[test]
+fn timings_that_would_evict_a_healthy_member_are_refused() {
+    assert_eq!(config().validate(), Ok(()), "Kafka's defaults");
+    let mut c = config();
+    c.request_timeout = c.session_timeout + Duration::from_millis(1);
+    let err = c.validate().expect_err("request timeout");
+    assert!(matches!(err, ConfigError::RequestTimeout { .. }));
+    assert!(err.to_string().contains("request_timeout"), "{err}");
+    let mut c = config();
+    c.heartbeat_interval = c.session_timeout / 3;
+    let err = c.validate().expect_err("a third is not below a third");
+    assert!(err.to_string().contains("heartbeat_interval"), "{err}");
+}
+
+fn metadata_of(topics: &[(&str, i32)]) -> Response {
+    Response::Metadata(
+        MetadataResponse::default().with_topics(
+            topics
+                .iter()
+                .map(|(name, n)| {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+                        .with_partitions(
+                            (0..*n)
+                                .map(|p| {
+                                    MetadataResponsePartition::default().with_partition_index(p)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+    )
+}
+
+fn requested_topics(request: &Request) -> Vec<String> {
+    let Request::Metadata(r) = request else {
+        panic!("expected Metadata, got {request:?}")
+    };
+    r.topics
+        .iter()
+        .flatten()
+        .filter_map(|t| Some(t.name.as_ref()?.0.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_leader_covers_and_watches_every_members_topics() {
+    let mut h = Harness::new(config());
+    h.send();
+    h.respond(coordinator(1));
+    h.send();
+    h.respond(join_ok(
+        "me",
+        "me",
+        1,
+        &[("me", &["t"]), ("java", &["t", "u"])],
+    ));
+    let md = h.send();
+    assert_eq!(requested_topics(&md), vec!["t", "u"]);
+    h.respond(metadata_of(&[("t", 2), ("u", 2)]));
+    let Request::SyncGroup(sync) = h.send() else {
+        panic!("SyncGroup")
+    };
+    let java = sync
+        .assignments
+        .iter()
+        .find(|a| a.member_id.as_str() == "java")
+        .map(|a| codec::decode_assignment(&a.assignment).expect("assignment"));
+    assert_eq!(
+        java,
+        Some(vec![
+            tp(0),
+            TopicPartition::new("u", 0),
+            TopicPartition::new("u", 1)
+        ]),
+        "the topic only the other member reads is assigned to it"
+    );
+    h.respond(sync_ok(&[1]));
+    h.send();
+    h.respond(offsets(&[(1, -1)]));
+    h.events();
+    // The refresh watches `u` too: partitions added to it make the leader rebalance.
+    h.now = h.m.next_metadata;
+    let (refresh, _) = h.next_main(None);
+    assert_eq!(requested_topics(&refresh), vec!["t", "u"]);
+    h.respond(metadata_of(&[("t", 2), ("u", 4)]));
+    assert!(
+        matches!(&h.events()[..], [Event::Revoke { lost: false, reason, .. }] if reason.contains("partition counts")),
+        "a new partition of another member's topic is noticed"
+    );
+}
+
+fn cooperative_config() -> Config {
+    Config {
+        assignors: vec![Assignor::CooperativeSticky],
+        ..config()
+    }
+}
+
+/// A JoinGroup answer choosing cooperative-sticky, with us as a follower.
+fn join_cooperative(generation: i32) -> Response {
+    let Response::JoinGroup(r) = join_ok("me", "other", generation, &[]) else {
+        unreachable!()
+    };
+    Response::JoinGroup(r.with_protocol_name(Some(StrBytes::from_static_str("cooperative-sticky"))))
+}
+
+fn owned_in(request: &Request) -> (Vec<TopicPartition>, i32) {
+    let Request::JoinGroup(join) = request else {
+        panic!("expected JoinGroup, got {request:?}")
+    };
+    let sub = codec::decode_subscription(&join.protocols[0].metadata).expect("subscription");
+    (sub.owned_partitions, sub.generation_id)
+}
+
+/// A cooperative follower, stable with `parts` in generation 1.
+fn cooperative_member(parts: &[i32]) -> Harness {
+    let mut h = Harness::new(cooperative_config());
+    h.send();
+    h.respond(coordinator(1));
+    h.send();
+    h.respond(join_cooperative(1));
+    h.send();
+    h.respond(sync_ok(parts));
+    h.send();
+    h.respond(offsets(&parts.iter().map(|&p| (p, -1)).collect::<Vec<_>>()));
+    h.events();
+    assert_eq!(h.m.state(), State::Stable);
+    h
+}
+
+#[test]
+fn a_cooperative_member_keeps_its_partitions_through_a_rebalance_and_revokes_only_what_moves() {
+    let mut h = cooperative_member(&[0, 1, 2]);
+    h.m.set_position(&tp(2), 7);
+    h.advance(HB);
+    h.send();
+    h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+    assert!(
+        !h.events().iter().any(|e| matches!(e, Event::Revoke { .. })),
+        "nothing revoked to rejoin"
+    );
+    let join = h.send();
+    assert_eq!(
+        owned_in(&join),
+        (vec![tp(0), tp(1), tp(2)], 1),
+        "the JoinGroup names what we own, and its generation"
+    );
+    assert_eq!(h.m.assignment(), &[tp(0), tp(1), tp(2)], "still consumed");
+    h.m.set_position(&tp(0), 3);
+    h.respond(join_cooperative(2));
+    h.send();
+    h.respond(sync_ok(&[0, 1]));
+    assert_eq!(
+        h.events_after_joining(),
+        vec![Event::Revoke {
+            partitions: vec![tp(2)],
+            lost: false,
+            reason: "the new assignment moves them to another member".into()
+        }]
+    );
+    h.m.revoke_done();
+    let (commit, _) = h.next_main(None);
+    assert_eq!(committed_offsets(&commit), vec![(0, 3), (2, 7)]);
+    h.respond(commit_answer(&commit, None));
+    h.events();
+    let (join, _) = h.next_main(None);
+    assert_eq!(
+        owned_in(&join),
+        (vec![tp(0), tp(1)], 2),
+        "rejoins at once without the revoked partition"
+    );
+    h.respond(join_cooperative(3));
+    h.send();
+    h.respond(sync_ok(&[0, 1]));
+    assert_eq!(
+        h.events_after_joining(),
+        vec![Event::Assigned {
+            generation: 3,
+            partitions: vec![],
+            owned: vec![tp(0), tp(1)]
+        }],
+        "nothing new to fetch offsets for, nothing restarted"
+    );
+    assert_eq!(h.m.state(), State::Stable);
+}
+
+#[test]
+fn a_cooperative_member_fetches_offsets_only_for_what_it_gains() {
+    let mut h = cooperative_member(&[0]);
+    h.advance(HB);
+    h.send();
+    h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+    h.send();
+    h.respond(join_cooperative(2));
+    h.send();
+    h.respond(sync_ok(&[0, 3]));
+    let Request::OffsetFetch(fetch) = h.send() else {
+        panic!("OffsetFetch")
+    };
+    assert_eq!(
+        fetch
+            .topics
+            .as_ref()
+            .map(|t| t[0].partition_indexes.clone()),
+        Some(vec![3])
+    );
+    h.respond(offsets(&[(3, 11)]));
+    assert_eq!(
+        h.events_after_joining(),
+        vec![Event::Assigned {
+            generation: 2,
+            partitions: vec![(tp(3), Some(11))],
+            owned: vec![tp(0), tp(3)]
+        }]
+    );
+}
+
+#[test]
+fn a_cooperative_member_that_is_fenced_loses_everything_without_committing() {
+    let mut h = cooperative_member(&[0, 1]);
+    h.m.set_position(&tp(0), 5);
+    h.advance(HB);
+    h.send();
+    h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+    h.send();
+    h.respond(join_error(ResponseError::UnknownMemberId, ""));
+    assert!(matches!(
+        &h.events()[..],
+        [Event::Revoke { lost: true, partitions, .. }] if partitions == &[tp(0), tp(1)]
+    ));
+    h.m.revoke_done();
+    let (join, _) = h.next_main(None);
+    assert_eq!(owned_in(&join).0, vec![], "owns nothing any more");
+}
+
+#[test]
+fn a_list_naming_an_eager_assignor_rebalances_eagerly_like_java() {
+    let mut c = config();
+    c.assignors = vec![Assignor::Range, Assignor::CooperativeSticky];
+    let mut h = Harness::new(c);
+    h.join(false, &[0, 1]);
+    h.events();
+    h.advance(HB);
+    h.send();
+    h.respond(heartbeat(Some(ResponseError::RebalanceInProgress)));
+    assert!(matches!(
+        &h.events()[..],
+        [Event::Revoke { lost: false, partitions, .. }] if partitions == &[tp(0), tp(1)]
+    ));
 }

@@ -111,7 +111,8 @@ pub fn supported(api: ApiKey) -> VersionRange {
     VersionRange { min, max }
 }
 
-/// The APIs the group client uses, after ApiVersions.
+/// The APIs the group client uses, after ApiVersions. A member sends all but DescribeGroups, which
+/// only [`crate::inspect`] needs: see [`OPTIONAL_APIS`].
 pub const GROUP_APIS: [ApiKey; 9] = [
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,
@@ -124,6 +125,9 @@ pub const GROUP_APIS: [ApiKey; 9] = [
     ApiKey::DescribeGroups,
 ];
 
+/// APIs a broker may lack without failing negotiation; calling one it lacks fails that call.
+pub const OPTIONAL_APIS: [ApiKey; 1] = [ApiKey::DescribeGroups];
+
 /// Negotiated versions of one connection, indexed by API key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Versions(std::collections::BTreeMap<i16, i16>);
@@ -131,28 +135,20 @@ pub struct Versions(std::collections::BTreeMap<i16, i16>);
 impl Versions {
     /// The highest version both sides speak for every API in [`GROUP_APIS`].
     pub fn negotiate(response: &ApiVersionsResponse) -> Result<Self, WireError> {
+        Self::from_broker(&transport::BrokerVersions::from_response(response))
+    }
+
+    /// [`negotiate`](Self::negotiate) from what a [`transport::Connection`] learned at connect time.
+    pub fn from_broker(broker: &transport::BrokerVersions) -> Result<Self, WireError> {
         let mut out = std::collections::BTreeMap::new();
         for api in GROUP_APIS {
-            let ours = supported(api);
-            let theirs = response
-                .api_keys
-                .iter()
-                .find(|k| k.api_key == api as i16)
-                .map(|k| VersionRange {
-                    min: k.min_version,
-                    max: k.max_version,
-                });
-            let common = theirs.map(|t| t.intersect(&ours));
-            match common {
-                Some(range) if !range.is_empty() => {
-                    out.insert(api as i16, range.max);
+            match broker.highest_common(api, supported(api)) {
+                Ok(version) => {
+                    out.insert(api as i16, version);
                 }
-                _ => {
-                    return Err(WireError::UnsupportedVersion {
-                        api,
-                        broker: theirs.map_or_else(|| "none".to_string(), |t| t.to_string()),
-                        ours,
-                    })
+                Err(_) if OPTIONAL_APIS.contains(&api) => {}
+                Err((broker, ours)) => {
+                    return Err(WireError::UnsupportedVersion { api, broker, ours })
                 }
             }
         }
@@ -442,6 +438,17 @@ mod tests {
         assert_eq!(v.get(ApiKey::OffsetFetch), Some(7));
         let v = Versions::negotiate(&broker_with(4)).expect("negotiates");
         assert_eq!(v.get(ApiKey::JoinGroup), Some(4));
+    }
+
+    #[test]
+    fn a_broker_without_describe_groups_still_serves_members() {
+        let mut response = broker_with(9);
+        response
+            .api_keys
+            .retain(|k| k.api_key != ApiKey::DescribeGroups as i16);
+        let v = Versions::negotiate(&response).expect("members never send DescribeGroups");
+        assert_eq!(v.get(ApiKey::JoinGroup), Some(9));
+        assert_eq!(v.get(ApiKey::DescribeGroups), None);
     }
 
     #[test]

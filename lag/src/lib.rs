@@ -32,16 +32,20 @@
 //!   consumer; a partition waiting its turn at a busy member is falling behind instead);
 //!   `FALLING_BEHIND` (growth above noise); `DRAINING` (growth below minus the
 //!   noise); `KEEPING_UP` again when the lag is bounded (no growth either way over at least half the
-//!   window); `MEASURING` otherwise (too few commits to tell). The group takes its members' worst.
+//!   window); `MEASURING` otherwise (too few commits to tell). The group takes its members' worst,
+//!   but while a partition is behind beyond the slack and never committed, it is at least
+//!   `MEASURING`: a member working through backlogs in turns has not reached it yet, and the
+//!   partitions it did reach, each drained while it is worked, say nothing of the whole.
 //! - **Drain ETA** = lag / −growth for a draining partition; "never" only for a partition falling
 //!   behind or stalled. For the group, the slowest owner decides (owners unknown: the slowest
 //!   partition).
 //! - **Consumers needed**: from evidence of saturation only. A group with no partition falling behind
 //!   needs no more members than it has: "the current N suffice". A member whose partitions' lag grows
-//!   is saturated: its consumption (over all its partitions) is its capacity. Then the answer is the
-//!   smallest n whose busiest member (a member owns whole partitions: with n members, contiguous
-//!   blocks of ⌈P/n⌉ or ⌊P/n⌋) keeps up with its partitions' production. Capped at P, flagged when P
-//!   is the limit.
+//!   is saturated: its consumption over all its partitions, over one span (its first commit taken to
+//!   its last; a partition first committed within it counts from its reset position), is its
+//!   capacity. Then the answer is the smallest n whose busiest member (a member owns whole
+//!   partitions: with n members, contiguous blocks of ⌈P/n⌉ or ⌊P/n⌋) keeps up with its partitions'
+//!   production. Capped at P, flagged when P is the limit.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -323,7 +327,8 @@ pub struct Forecast {
     pub total_lag: i64,
     /// Total production, messages/s.
     pub produce_rate: f64,
-    /// Total consumption, messages/s; `None` while a partition's is still being measured.
+    /// Total consumption, messages/s: each member's over one span of its commits (owners unknown:
+    /// the group's); `None` while one is still being measured.
     pub consume_rate: Option<f64>,
     /// Falling behind: how fast the lag grows; draining: how fast it falls (negative); messages/s.
     pub growth: Option<f64>,
@@ -344,6 +349,8 @@ struct Commit {
     log_end: f64,
     /// The stable period it belongs to: rates never span two.
     segment: u64,
+    /// The partition's first commit: before it, its consumer read from the reset position.
+    first: bool,
 }
 
 impl Commit {
@@ -473,6 +480,7 @@ impl History {
                         committed,
                         log_end: (b.log_end + p.log_end) as f64 / 2.0,
                         segment: track.segment,
+                        first: b.committed.is_none(),
                     });
                 }
                 _ => {}
@@ -641,11 +649,23 @@ impl History {
             .filter_map(|p| p.rates)
             .map(|r| r.produce)
             .sum();
-        let consume_rate = partitions
+        // Per committer over one span each, as for the capacity: the partitions' own rates span
+        // different commits. A committer with a stalled partition consumes nothing now.
+        let all: Vec<i32> = partitions.iter().map(|f| f.partition).collect();
+        let consume_rate = committers(latest, &all)
             .iter()
-            .map(|p| p.rates.and_then(|r| r.consume))
+            .map(|ps| {
+                if partitions
+                    .iter()
+                    .any(|f| f.state == State::Stalled && ps.contains(&f.partition))
+                {
+                    Some(0.0)
+                } else {
+                    self.consumption(latest, ps, reset)
+                }
+            })
             .sum::<Option<f64>>();
-        let state = group_state(latest, &partitions);
+        let state = group_state(latest, &partitions, dt);
         let growth = match state {
             State::FallingBehind | State::Draining => Some(
                 partitions
@@ -657,7 +677,7 @@ impl History {
             _ => None,
         };
         let eta = group_eta(latest, state, &partitions);
-        let needed = needed(latest, state, &partitions);
+        let needed = self.needed(latest, state, &partitions, reset);
         Some(Forecast {
             partitions,
             state,
@@ -753,7 +773,7 @@ impl History {
 
 /// The group's own state when it has one (no members, rebalancing, nothing committed), else its
 /// partitions' worst.
-fn group_state(latest: &Snapshot, partitions: &[PartitionForecast]) -> State {
+fn group_state(latest: &Snapshot, partitions: &[PartitionForecast], dt: f64) -> State {
     if latest.empty() {
         State::Empty
     } else if !latest.stable() {
@@ -761,12 +781,21 @@ fn group_state(latest: &Snapshot, partitions: &[PartitionForecast]) -> State {
     } else if partitions.iter().all(|p| p.state == State::NoCommit) {
         State::NoCommit
     } else {
-        partitions
+        let worst = partitions
             .iter()
             .map(|p| p.state)
             .filter(|s| *s != State::NoCommit)
             .max_by_key(|s| s.severity())
-            .unwrap_or(State::KeepingUp)
+            .unwrap_or(State::KeepingUp);
+        let waiting = partitions.iter().any(|p| {
+            let produce = p.rates.map_or(0.0, |r| r.produce);
+            p.state == State::NoCommit
+                && p.lag.messages as f64 > produce * (dt / 2.0 + BATCH_SECS) + BATCH_RECORDS
+        });
+        match worst {
+            State::KeepingUp | State::Draining if waiting => State::Measuring,
+            worst => worst,
+        }
     }
 }
 
@@ -844,79 +873,166 @@ fn group_eta(latest: &Snapshot, state: State, partitions: &[PartitionForecast]) 
         .map_or(Eta::Unknown, |secs| Eta::In { secs })
 }
 
-/// Consumers needed: see the crate docs.
-fn needed(latest: &Snapshot, state: State, partitions: &[PartitionForecast]) -> Needed {
-    let members = latest.members.len();
-    let unknown = |reason: &str| Needed::Unknown {
-        reason: reason.to_string(),
-    };
-    match state {
-        State::KeepingUp | State::Draining => return Needed::Suffice { members },
-        State::Empty => return unknown("the group has no members"),
-        State::Rebalancing => return unknown("the group is rebalancing"),
-        State::NoCommit => return unknown("nothing committed yet"),
-        State::Measuring => return unknown("measuring: too few commits yet"),
-        State::Stalled => {
-            return unknown("a partition is stalled: its consumer is stuck, more consumers will not help until it moves")
+impl History {
+    /// Consumers needed: see the crate docs.
+    fn needed(
+        &self,
+        latest: &Snapshot,
+        state: State,
+        partitions: &[PartitionForecast],
+        reset: Reset,
+    ) -> Needed {
+        let members = latest.members.len();
+        let unknown = |reason: &str| Needed::Unknown {
+            reason: reason.to_string(),
+        };
+        match state {
+            State::KeepingUp | State::Draining => return Needed::Suffice { members },
+            State::Empty => return unknown("the group has no members"),
+            State::Rebalancing => return unknown("the group is rebalancing"),
+            State::NoCommit => return unknown("nothing committed yet"),
+            State::Measuring => return unknown("measuring: too few commits yet"),
+            State::Stalled => {
+                return unknown("a partition is stalled: its consumer is stuck, more consumers will not help until it moves")
+            }
+            State::FallingBehind => {}
         }
-        State::FallingBehind => {}
+        let falling: Vec<&PartitionForecast> = partitions
+            .iter()
+            .filter(|f| f.state == State::FallingBehind)
+            .collect();
+        if falling
+            .iter()
+            .any(|f| f.rates.and_then(|r| r.consume).is_none())
+        {
+            return unknown("measuring the consumption of the partitions falling behind");
+        }
+        // A saturated member spends its capacity on all its partitions, also those it keeps up
+        // with, has just drained or has not committed yet: its consumption over all of them is its
+        // capacity. Owners unknown: every member is taken to be as busy as the ones behind.
+        let owners: Option<BTreeSet<&str>> = falling
+            .iter()
+            .map(|f| owner_of(latest, f.partition))
+            .collect();
+        let (counted, consumers): (Vec<i32>, usize) = match owners {
+            Some(owners) if !owners.is_empty() => (
+                partitions
+                    .iter()
+                    .map(|f| f.partition)
+                    .filter(|&p| owner_of(latest, p).is_some_and(|o| owners.contains(o)))
+                    .collect(),
+                owners.len(),
+            ),
+            _ => (
+                partitions.iter().map(|f| f.partition).collect(),
+                members.max(1),
+            ),
+        };
+        let committers = committers(latest, &counted);
+        let Some(consumed) = committers
+            .iter()
+            .map(|ps| self.consumption(latest, ps, reset))
+            .sum::<Option<f64>>()
+        else {
+            return unknown("measuring the consumption of the members falling behind");
+        };
+        let capacity = consumed / consumers as f64;
+        if capacity <= 0.0 {
+            return unknown("nothing is being consumed");
+        }
+        let mut produce: Vec<(i32, f64)> = partitions
+            .iter()
+            .map(|f| (f.partition, f.rates.map_or(0.0, |r| r.produce)))
+            .collect();
+        produce.sort_by_key(|(p, _)| *p);
+        let total = produce.len();
+        for n in 1..=total {
+            if busiest_block(&produce, n) <= capacity {
+                return Needed::Count {
+                    count: n,
+                    capacity_per_consumer: capacity,
+                    limited_by_partitions: n == total && total > 1,
+                };
+            }
+        }
+        Needed::Count {
+            count: total,
+            capacity_per_consumer: capacity,
+            limited_by_partitions: true,
+        }
     }
-    let falling: Vec<&PartitionForecast> = partitions
-        .iter()
-        .filter(|f| f.state == State::FallingBehind)
-        .collect();
-    if falling
-        .iter()
-        .any(|f| f.rates.and_then(|r| r.consume).is_none())
-    {
-        return unknown("measuring the consumption of the partitions falling behind");
-    }
-    // A saturated member spends its capacity on all its partitions, also those it keeps up with or
-    // has just drained: count the consumption of every partition it owns. Owners unknown: every
-    // member is taken to be as busy as the ones behind.
-    let owners: Option<BTreeSet<&str>> = falling
-        .iter()
-        .map(|f| owner_of(latest, f.partition))
-        .collect();
-    let (counted, consumers): (Vec<&PartitionForecast>, usize) = match owners {
-        Some(owners) if !owners.is_empty() => (
-            partitions
-                .iter()
-                .filter(|f| owner_of(latest, f.partition).is_some_and(|o| owners.contains(o)))
-                .collect(),
-            owners.len(),
-        ),
-        _ => (partitions.iter().collect(), members.max(1)),
-    };
-    let consumed: f64 = counted
-        .iter()
-        .filter_map(|f| f.rates)
-        // Not measured yet (a partition it keeps up with, between two commits): what is produced.
-        .map(|r| r.consume.unwrap_or(r.produce))
-        .sum();
-    let capacity = consumed / consumers as f64;
-    if capacity <= 0.0 {
-        return unknown("nothing is being consumed");
-    }
-    let mut produce: Vec<(i32, f64)> = partitions
-        .iter()
-        .map(|f| (f.partition, f.rates.map_or(0.0, |r| r.produce)))
-        .collect();
-    produce.sort_by_key(|(p, _)| *p);
-    let total = produce.len();
-    for n in 1..=total {
-        if busiest_block(&produce, n) <= capacity {
-            return Needed::Count {
-                count: n,
-                capacity_per_consumer: capacity,
-                limited_by_partitions: n == total && total > 1,
+
+    /// What one committer (a member, or the group when owners are unknown) consumed per second
+    /// from all of `partitions`, over one span: from its first commit taken (those in the window,
+    /// at least [`MIN_COMMITS`]) to its last, in the current stable period. Summing the partitions'
+    /// own rates instead measures each over its own commits: one whose first commit came late in
+    /// the span reads fast, and one not committed yet has no rate at all. A partition committed for
+    /// the first time within the span counts from its reset position (earliest: the log start;
+    /// latest: unknown, so from that first commit). `None` before two commits.
+    fn consumption(&self, latest: &Snapshot, partitions: &[i32], reset: Reset) -> Option<f64> {
+        let current = |p: i32| {
+            self.tracks.get(&p).into_iter().flat_map(|t| {
+                t.commits
+                    .iter()
+                    .filter(move |c| c.segment == t.segment)
+                    .copied()
+            })
+        };
+        // The member commits all its partitions at once: their commits share the same times.
+        let mut times: Vec<f64> = partitions
+            .iter()
+            .flat_map(|&p| current(p))
+            .map(|c| c.at)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times.dedup();
+        let last = *times.last()?;
+        let recent = times
+            .iter()
+            .filter(|&&at| at >= latest.at - self.window)
+            .count();
+        let from = times[times.len() - recent.max(MIN_COMMITS).min(times.len())];
+        if last <= from {
+            return None;
+        }
+        let mut consumed = 0.0;
+        for &p in partitions {
+            let commits: Vec<Commit> = current(p).collect();
+            let (Some(first), Some(end)) = (commits.first(), commits.last()) else {
+                continue;
             };
+            let start = match commits.iter().rev().find(|c| c.at <= from) {
+                Some(c) => c.committed,
+                // Not committed at `from`: its consumer started from the reset position.
+                None if first.first && reset == Reset::Earliest => latest
+                    .partitions
+                    .iter()
+                    .find(|q| q.partition == p)
+                    .map_or(first.committed, |q| q.log_start.min(first.committed)),
+                None => first.committed,
+            };
+            consumed += (end.committed - start).max(0) as f64;
         }
+        Some(consumed / (last - from))
     }
-    Needed::Count {
-        count: total,
-        capacity_per_consumer: capacity,
-        limited_by_partitions: true,
+}
+
+/// Who commits `partitions` together: each owner with the partitions it owns; when an owner is
+/// unknown, the group as one (any move is the group's commit).
+fn committers(latest: &Snapshot, partitions: &[i32]) -> Vec<Vec<i32>> {
+    let owned: Option<Vec<(&str, i32)>> = partitions
+        .iter()
+        .map(|&p| owner_of(latest, p).map(|o| (o, p)))
+        .collect();
+    match owned {
+        Some(owned) => {
+            let mut by: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (o, p) in owned {
+                by.entry(o).or_default().push(p);
+            }
+            by.into_values().collect()
+        }
+        None => vec![partitions.to_vec()],
     }
 }
 

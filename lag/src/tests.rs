@@ -697,3 +697,129 @@ fn consumption_is_measured_between_commits_not_over_a_fixed_span() {
     assert!((consume - 10.0).abs() < 0.01, "{r:?}");
     assert_eq!(r.commit_interval, Some(5.0));
 }
+
+/// `make demo QUICK=1`'s phase 1, step by step: a fresh group (nothing committed, reset earliest),
+/// 200 msg/s over 9 partitions, one member joining at 4.5 s that processes one record per 20 ms
+/// (50/s), a batch at a time in fetch order: first each partition's whole backlog at the join,
+/// then what arrived since. It reports positions every 0.25 s and commits them every second
+/// (`AUTO_COMMIT_INTERVAL`); sampled every second over the 10 s window. Returns the forecasts.
+fn demo_quick_phase1(secs: f64) -> Vec<(f64, Forecast)> {
+    const P: usize = 9;
+    let per = 200.0 / P as f64;
+    let end = |p: usize, t: f64| (per * t + p as f64 * 0.37).floor() as i64;
+    let (join, step) = (4.5, 0.01);
+    let mut queue: VecDeque<(usize, i64)> = VecDeque::new();
+    let mut position: Vec<i64> = vec![0; P];
+    let mut reported: Vec<Option<i64>> = vec![None; P];
+    let mut committed: Vec<Option<i64>> = vec![None; P];
+    // Work done on the current record, in records.
+    let mut work = 0.0;
+    let (mut next_report, mut next_commit, mut next_sample) = (join + 0.25, join + 1.0, 0.1);
+    let mut h = History::new(10.0);
+    let mut out = Vec::new();
+    for tick in 0..=((secs / step) as usize) {
+        let t = tick as f64 * step;
+        let joined = t >= join;
+        if joined {
+            if queue.is_empty() && position.iter().all(|&x| x == 0) {
+                queue.extend((0..P).map(|p| (p, end(p, t))));
+            }
+            work += 50.0 * step;
+            while work >= 1.0 {
+                let Some(&(p, to)) = queue.front() else {
+                    work = 0.0;
+                    break;
+                };
+                if position[p] < to {
+                    position[p] += 1;
+                    work -= 1.0;
+                } else {
+                    queue.pop_front();
+                    // The partition's next fetch: what arrived since.
+                    if end(p, t) > to {
+                        queue.push_back((p, end(p, t)));
+                    }
+                }
+            }
+            if t >= next_report {
+                if let Some(&(p, _)) = queue.front() {
+                    reported[p] = Some(position[p]).filter(|&x| x > 0);
+                }
+                for p in 0..P {
+                    if position[p] > 0 && queue.iter().all(|&(q, _)| q != p) {
+                        reported[p] = Some(position[p]);
+                    }
+                }
+                next_report += 0.25;
+            }
+            if t >= next_commit {
+                committed.clone_from(&reported);
+                next_commit += 1.0;
+            }
+        }
+        if t >= next_sample {
+            let ends: Vec<i64> = (0..P).map(|p| end(p, t)).collect();
+            let (state, members) = if joined { ("Stable", 1) } else { ("Empty", 0) };
+            let mut s = snap(t, &ends, &committed, state, members);
+            for p in s.partitions.iter_mut().filter(|_| joined) {
+                p.owner = Some("m0".into());
+            }
+            h.push(s);
+            out.push((t, h.forecast(Reset::Earliest).expect("forecast")));
+            next_sample += 1.0;
+        }
+    }
+    out
+}
+
+/// The reviewer's `make demo QUICK=1`: at the end of phase 1 the forecast said "needs 2 consumers
+/// (one handles 142/s)" for a consumer handling 50/s. Partitions still waiting for their first
+/// commit were counted at their production rate, and partitions whose first commit came late were
+/// measured over a shorter span than the rest. The member's capacity is its consumption over all
+/// its partitions over one span: 50/s, and 5 consumers (the busiest of 5 owns 2 partitions, 44/s).
+/// The group's consumption rate is measured the same way. And before it falls behind, the first
+/// partitions it drained while the others waited uncommitted said 'draining, 1 suffices'.
+#[test]
+fn a_fresh_group_in_the_quick_demo_gets_its_true_capacity() {
+    let forecasts = demo_quick_phase1(19.5);
+    let mut counted = 0;
+    for (t, f) in &forecasts {
+        // The partitions reached first are drained while the rest wait uncommitted: the group
+        // neither keeps up nor drains, whatever those few say.
+        assert!(
+            !matches!(f.state, State::KeepingUp | State::Draining)
+                && !matches!(f.needed, Needed::Suffice { .. }),
+            "t={t:.1}: {:?}, {:?}",
+            f.state,
+            f.needed
+        );
+        if let Needed::Count {
+            count,
+            capacity_per_consumer,
+            ..
+        } = f.needed
+        {
+            counted += 1;
+            assert!(
+                (capacity_per_consumer - 50.0).abs() < 50.0 * 0.15,
+                "t={t:.1}: capacity {capacity_per_consumer:.1}/s: {:?}",
+                f.partitions
+            );
+            assert_eq!(count, 5, "t={t:.1}");
+            // What `admin lag` prints as consuming: the same span, not the partitions' own.
+            let consume = f.consume_rate.unwrap_or(0.0);
+            assert!(
+                (consume - 50.0).abs() < 50.0 * 0.15,
+                "t={t:.1}: consuming {:?}",
+                f.consume_rate
+            );
+        }
+    }
+    let (t, last) = forecasts.last().expect("samples");
+    assert!(
+        matches!(last.needed, Needed::Count { .. }),
+        "t={t:.1}: the end of phase 1 must have a count: {:?}",
+        last.needed
+    );
+    assert!(counted >= 3, "{counted} counts");
+}

@@ -7,6 +7,8 @@
 //                   {"partition": p, "offset": o};
 //   --output seed   (the bench): each value parsed as JSON and printed as `Received message: <json>`
 //                   on stdout, the seed's per-message work; `assigned <count>` and `revoked` on stderr.
+// --topic takes a comma-separated list; --rack sets client.rack (KIP-881 rack-aware assignors);
+// --assignors range,roundrobin,cooperative-sticky sets partition.assignment.strategy.
 // Timers are shortened for tests (500 ms heartbeats, 6 s session, 1 s commits) unless --defaults.
 // Leaves the group cleanly (final commit, LeaveGroup) on SIGTERM/SIGINT or after --seconds.
 //
@@ -48,7 +50,7 @@ public final class GroupMember {
                 args.put(argv[i], argv[++i]);
             } else {
                 System.err.println("usage: GroupMember --brokers B --group G --topic T [--seconds S] "
-                        + "[--output events|seed] [--client-id C] [--defaults]");
+                        + "[--output events|seed] [--client-id C] [--rack R] [--assignors A,B] [--defaults]");
                 System.exit(2);
             }
         }
@@ -66,6 +68,20 @@ public final class GroupMember {
         config.put("bootstrap.servers", args.get("--brokers"));
         config.put("group.id", args.get("--group"));
         config.put("client.id", args.get("--client-id"));
+        if (args.containsKey("--assignors")) {
+            Map<String, String> classes = Map.of(
+                    "range", "org.apache.kafka.clients.consumer.RangeAssignor",
+                    "roundrobin", "org.apache.kafka.clients.consumer.RoundRobinAssignor",
+                    "cooperative-sticky", "org.apache.kafka.clients.consumer.CooperativeStickyAssignor");
+            List<String> strategy = new ArrayList<>();
+            for (String name : args.get("--assignors").split(",")) {
+                strategy.add(classes.getOrDefault(name, name));
+            }
+            config.put("partition.assignment.strategy", String.join(",", strategy));
+        }
+        if (args.containsKey("--rack")) {
+            config.put("client.rack", args.get("--rack"));
+        }
         config.put("auto.offset.reset", "earliest");
         config.put("enable.auto.commit", "true");
         config.put("key.deserializer", ByteArrayDeserializer.class.getName());
@@ -87,7 +103,7 @@ public final class GroupMember {
             }
         }));
 
-        consumer.subscribe(List.of(args.get("--topic")), new ConsumerRebalanceListener() {
+        consumer.subscribe(List.of(args.get("--topic").split(",")), new ConsumerRebalanceListener() {
             @Override
             public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
                 if (seed) {

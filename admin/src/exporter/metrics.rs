@@ -381,6 +381,7 @@ mod tests {
                         host: String::new(),
                         assignment: vec![TopicPartition::new("t", 0)],
                         topics: vec!["t".into()],
+                        rack: None,
                     })
                     .collect(),
             },

@@ -237,16 +237,21 @@ impl Sampler {
                     members: g
                         .members
                         .into_iter()
-                        .map(|m| MemberDescription {
-                            member_id: m.member_id.to_string(),
-                            instance_id: m.group_instance_id.map(|i| i.to_string()),
-                            client_id: m.client_id.to_string(),
-                            host: m.client_host.to_string(),
-                            assignment: codec::decode_assignment(&m.member_assignment)
-                                .unwrap_or_default(),
-                            topics: codec::decode_subscription(&m.member_metadata)
-                                .map(|s| s.topics)
-                                .unwrap_or_default(),
+                        .map(|m| {
+                            let subscription = codec::decode_subscription(&m.member_metadata).ok();
+                            MemberDescription {
+                                member_id: m.member_id.to_string(),
+                                instance_id: m.group_instance_id.map(|i| i.to_string()),
+                                client_id: m.client_id.to_string(),
+                                host: m.client_host.to_string(),
+                                assignment: codec::decode_assignment(&m.member_assignment)
+                                    .unwrap_or_default(),
+                                topics: subscription
+                                    .as_ref()
+                                    .map(|s| s.topics.clone())
+                                    .unwrap_or_default(),
+                                rack: subscription.and_then(|s| s.rack_id),
+                            }
                         })
                         .collect(),
                 };

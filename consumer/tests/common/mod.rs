@@ -129,3 +129,33 @@ pub fn metrics_addr(c: &Spawned) -> Option<String> {
             .to_string(),
     )
 }
+
+/// `group` as the broker's DescribeGroups reports it (state, members, their assignments). A new
+/// broker answers NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS at first: retried for up to 30 s.
+pub fn describe(bootstrap: &str, group: &str) -> group::inspect::GroupDescription {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut last = None;
+        for _ in 0..60 {
+            let attempt = async {
+                let mut conn = group::inspect::coordinator(
+                    &[bootstrap.to_string()],
+                    "consumer-tests",
+                    group,
+                    Duration::from_secs(10),
+                )
+                .await?;
+                group::inspect::describe(&mut conn, group).await
+            };
+            match attempt.await {
+                Ok(description) => return description,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("DescribeGroups of {group}: {last:?}")
+    })
+}
