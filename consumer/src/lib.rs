@@ -196,7 +196,7 @@ struct Consumer {
     group: GroupHandle,
     /// The running fetch of everything owned (one task per partition leader inside).
     fetcher: Option<(CancellationToken, JoinHandle<()>)>,
-    /// Bumped every time the fetch restarts; batches of an older one are dropped unprocessed.
+    /// Bumped every time the fetch stops; batches of an older one are dropped unprocessed.
     epoch: u64,
     /// The owned partitions with the offset to fetch next: committed at assignment (`None`: the
     /// reset policy), then the position after the last processed record. A cooperative rebalance
@@ -283,16 +283,10 @@ impl Consumer {
         if self.positions.is_empty() {
             return;
         }
-        self.epoch += 1;
         let assignment = self
             .positions
             .iter()
-            .map(|(tp, position)| {
-                (
-                    fetch::TopicPartition::new(tp.topic.as_str(), tp.partition),
-                    *position,
-                )
-            })
+            .map(|(tp, position)| (tp.clone(), *position))
             .collect();
         let token = CancellationToken::new();
         let task = tokio::spawn(fetch::run(
@@ -389,10 +383,13 @@ impl Consumer {
         }
     }
 
+    /// Stops the running fetch. The epoch moves on at once, so batches it already queued are
+    /// dropped unprocessed: a slow member must not work through batches of partitions it gave up.
     fn stop_fetcher(&mut self) {
         if let Some((token, _task)) = self.fetcher.take() {
             token.cancel();
         }
+        self.epoch += 1;
     }
 
     /// Processes one batch record by record. Stops between two records when SIGTERM arrives or the
@@ -413,7 +410,7 @@ impl Consumer {
             .high_watermark
             .with_label_values(&labels)
             .set(batch.high_watermark);
-        let tp = TopicPartition::new(batch.partition.topic.as_str(), batch.partition.partition);
+        let tp = batch.partition.clone();
         self.high_watermarks
             .insert(tp.clone(), batch.high_watermark);
         self.update_lag(&tp);
@@ -460,7 +457,14 @@ impl Consumer {
             return true;
         }
         match self.group.events.try_recv() {
-            Ok(event @ (Event::Revoke { .. } | Event::Fatal(_) | Event::Left)) => {
+            // A new assignment too: handled after this batch's position is reported, else it
+            // would be lost here and its partitions never fetched.
+            Ok(
+                event @ (Event::Revoke { .. }
+                | Event::Assigned { .. }
+                | Event::Fatal(_)
+                | Event::Left),
+            ) => {
                 self.stashed = Some(event);
                 true
             }

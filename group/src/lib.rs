@@ -24,29 +24,6 @@ pub mod wire;
 /// Broker error codes, re-exported so users of [`inspect`] can match on them.
 pub use kafka_protocol::ResponseError;
 
-use std::fmt;
-
-/// One partition of one topic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// Topic name.
-    pub topic: String,
-    /// Partition index.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`'s partition `partition`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
+/// One partition of one topic: the same type the fetch path uses, so an assignment needs no
+/// conversion on its way to the fetcher.
+pub use transport::TopicPartition;
