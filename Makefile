@@ -90,7 +90,7 @@ bench-smoke: bench-build ## the benchmark harness at tiny sizes (figures meaning
 	BENCH_SMOKE=1 OURS_BIN_DIR=$(RELEASE_DIR) $(BENCH_BIN)
 
 .PHONY: demo
-demo: ## the experiment on this machine: 200 producers, 1 consumer, then 9, live (QUICK=1: the short run; DEMO_BROKER=kafka-cluster|nisshi)
+demo: ## the experiment on this machine: 200 producers, 1 consumer, then 9, live (QUICK=1: the short run; DEMO_BROKER=kafka-cluster|nisshi; AUTOSCALE=1: our autoscaling rule against KEDA's)
 	@if [ -z "$$KAFKA_BROKERS" ]; then \
 	  if [ "$$DEMO_BROKER" = nisshi ]; then ./scripts/ensure-broker.sh >/dev/null; \
 	  else ./scripts/ensure-kafka.sh >/dev/null; fi; \

@@ -293,6 +293,84 @@ fn layout(xs: &[i32], widths: &[i32], plot: (i32, i32)) -> Vec<Label> {
     out
 }
 
+/// One autoscaler's run for [`write_comparison`]: (seconds, total lag, running consumers).
+pub struct Run<'a> {
+    pub name: &'a str,
+    pub points: &'a [(f64, i64, usize)],
+}
+
+/// The autoscaling comparison: total lag of each run above, its consumer count below, the end of
+/// phase 1 (where the autoscalers start) marked on both.
+pub fn write_comparison(
+    runs: &[Run<'_>],
+    title: &str,
+    start: f64,
+    svg: &Path,
+    png: &Path,
+) -> anyhow::Result<()> {
+    register_font();
+    {
+        let root = SVGBackend::new(svg, SIZE).into_drawing_area();
+        draw_comparison(&root, runs, title, start)
+            .map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
+        root.present()
+            .map_err(|e| anyhow!("writing {}: {e}", svg.display()))?;
+    }
+    let root = BitMapBackend::new(png, SIZE).into_drawing_area();
+    draw_comparison(&root, runs, title, start)
+        .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
+    root.present()
+        .map_err(|e| anyhow!("writing {}: {e}", png.display()))?;
+    Ok(())
+}
+
+fn draw_comparison<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    runs: &[Run<'_>],
+    title: &str,
+    start: f64,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    const COLORS: [RGBColor; 2] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40)];
+    root.fill(&WHITE)?;
+    let root = root.titled(title, (FONT, 24))?;
+    let (upper, lower) = root.split_vertically(SIZE.1 * 60 / 100);
+    let points = || runs.iter().flat_map(|r| r.points.iter());
+    let t_max = points().map(|p| p.0).fold(1.0, f64::max);
+    let lag_max = points().map(|p| p.1).max().unwrap_or(0).max(10) as f64 * 1.1;
+    let consumers_max = points().map(|p| p.2).max().unwrap_or(1).max(1) as f64 + 1.0;
+    let marks = Marks {
+        scaled: Some((start, "autoscaler starts".into())),
+        ..Marks::default()
+    };
+    let mut lag_chart = panel(&upper, t_max, lag_max, "total lag (messages)")?;
+    for (run, color) in runs.iter().zip(COLORS.iter().cycle()) {
+        let c = *color;
+        lag_chart
+            .draw_series(LineSeries::new(
+                run.points.iter().map(|p| (p.0, p.1 as f64)),
+                c.stroke_width(3),
+            ))?
+            .label(run.name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
+    }
+    finish(&mut lag_chart, &marks, lag_max, true)?;
+    let mut count_chart = panel(&lower, t_max, consumers_max, "consumers running")?;
+    for (run, color) in runs.iter().zip(COLORS.iter().cycle()) {
+        let c = *color;
+        // A step line: the count holds until it changes.
+        let steps = run
+            .points
+            .windows(2)
+            .flat_map(|w| [(w[0].0, w[0].2 as f64), (w[1].0, w[0].2 as f64)]);
+        count_chart
+            .draw_series(LineSeries::new(steps, c.stroke_width(2)))?
+            .label(run.name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2)));
+    }
+    finish(&mut count_chart, &marks, consumers_max, false)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

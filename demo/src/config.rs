@@ -56,6 +56,21 @@ pub struct Env {
     /// `QUICK`: the short run: phase 1 20 s, phase 2 at most 60 s.
     #[serde(default, deserialize_with = "flag")]
     pub quick: bool,
+    /// `AUTOSCALE`: instead of the scale-up, two runs with an autoscaler each (ours, from the
+    /// forecast; KEDA's Kafka scaler's rule), compared side by side.
+    #[serde(default, deserialize_with = "flag")]
+    pub autoscale: bool,
+    /// `AUTOSCALE_RUN`: how long each autoscaler runs after phase 1.
+    pub autoscale_run: Option<HumanDuration>,
+    /// `AUTOSCALE_INTERVAL`: how often the autoscaler decides (the HPA's sync period).
+    pub autoscale_interval: Option<HumanDuration>,
+    /// `AUTOSCALE_STABILIZATION`: the scale-down stabilization window (the HPA's; Kubernetes'
+    /// default is 300 s).
+    pub autoscale_stabilization: Option<HumanDuration>,
+    /// `DRAIN_TARGET`: our rule clears a backlog within this long.
+    pub drain_target: Option<HumanDuration>,
+    /// `KEDA_LAG_THRESHOLD`: KEDA's Kafka scaler's `lagThreshold` (its default 10).
+    pub keda_lag_threshold: Option<i64>,
     /// `OUT_DIR`: where the CSV, the charts and the children's logs go.
     #[serde(default = "default_out_dir")]
     pub out_dir: PathBuf,
@@ -64,6 +79,16 @@ pub struct Env {
     /// `NISSHI_BIN`: with `DEMO_BROKER=nisshi`, its binary (default: `nisshi` on PATH, else
     /// ~/.cargo/bin).
     pub nisshi_bin: Option<PathBuf>,
+}
+
+/// The autoscaling comparison's settings.
+#[derive(Debug, Clone)]
+pub struct Autoscale {
+    pub run: Duration,
+    pub interval: Duration,
+    pub stabilization: Duration,
+    pub drain_target: Duration,
+    pub keda_lag_threshold: i64,
 }
 
 /// `DEMO_BROKER`: the broker the demo starts for itself when no `KAFKA_BROKERS` is given.
@@ -133,6 +158,8 @@ pub struct Config {
     pub auto_commit_interval: Duration,
     pub window: Duration,
     pub drained_lag: i64,
+    /// `AUTOSCALE`, and its settings when on.
+    pub autoscale: Option<Autoscale>,
     pub out_dir: PathBuf,
     pub bin_dir: PathBuf,
     pub nisshi_bin: Option<PathBuf>,
@@ -178,7 +205,26 @@ impl Env {
                 "my-group".into()
             }
         });
+        let autoscale = if self.autoscale {
+            let autoscale = Autoscale {
+                run: pick(self.autoscale_run, 240, 120),
+                interval: pick(self.autoscale_interval, 15, 15),
+                stabilization: pick(self.autoscale_stabilization, 60, 30),
+                drain_target: pick(self.drain_target, 60, 30),
+                keda_lag_threshold: self.keda_lag_threshold.unwrap_or(10),
+            };
+            if autoscale.interval.is_zero() {
+                return Err("AUTOSCALE_INTERVAL must be more than 0".into());
+            }
+            if autoscale.keda_lag_threshold < 1 {
+                return Err("KEDA_LAG_THRESHOLD must be at least 1".into());
+            }
+            Some(autoscale)
+        } else {
+            None
+        };
         Ok(Config {
+            autoscale,
             kafka_brokers: self.kafka_brokers.clone(),
             local: self.demo_broker,
             topic: self.topic.clone(),

@@ -188,6 +188,32 @@ impl Fleet {
         killed
     }
 
+    /// Scales down like a Deployment: SIGTERM to the `n` newest running consumers (each commits and
+    /// leaves its group), waiting up to `grace` for them, then SIGKILL.
+    pub async fn stop_newest_consumers(&mut self, n: usize, grace: Duration) {
+        let mut running: Vec<&mut Consumer> = self
+            .consumers
+            .iter_mut()
+            .filter_map(|c| matches!(c.child.try_wait(), Ok(None)).then_some(c))
+            .collect();
+        let keep = running.len().saturating_sub(n);
+        let stopping = running.split_off(keep);
+        let pids: Vec<String> = stopping
+            .iter()
+            .filter_map(|c| c.child.id())
+            .map(|p| p.to_string())
+            .collect();
+        signal_all("TERM", &pids).await;
+        let deadline = tokio::time::Instant::now() + grace;
+        for c in stopping {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if tokio::time::timeout(left, c.child.wait()).await.is_err() {
+                let _ = c.child.start_kill();
+                let _ = c.child.wait().await;
+            }
+        }
+    }
+
     /// Exit statuses of the consumers that ended, for the summary.
     pub fn consumer_exits(&mut self) -> BTreeMap<String, String> {
         self.consumers

@@ -10,8 +10,10 @@
 //! - [`sample`]: one sample: offsets from the brokers, owners from the broker or the consumers' metrics.
 //! - [`series`]: the rows, their CSV, the summary.
 //! - [`view`]: the live terminal view.
-//! - [`chart`]: the SVG and PNG chart.
+//! - [`chart`]: the SVG and PNG charts.
+//! - [`autoscale`]: `AUTOSCALE=1`, our autoscaling rule against KEDA's, run for real.
 
+mod autoscale;
 mod broker;
 mod chart;
 mod fleet;
@@ -126,6 +128,18 @@ async fn run(config: &Config, cancel: &CancellationToken) -> anyhow::Result<Outc
         ),
         (None, None) => anyhow::bail!("no broker"),
     };
+    if let Some(settings) = &config.autoscale {
+        let compared = autoscale::compare(config, settings, &brokers, &where_, &logs, cancel).await;
+        if let Some(local) = local {
+            println!("stopping the {} ...", local.describe());
+            local.stop().await;
+        }
+        return Ok(if compared? {
+            Outcome::Interrupted
+        } else {
+            Outcome::Finished
+        });
+    }
     let mut fleet = fleet::Fleet::new(fleet::Common {
         brokers: brokers.join(","),
         topic: config.topic.clone(),
@@ -241,6 +255,18 @@ async fn prepare(
     Ok(sampler)
 }
 
+/// What every consumer the demo starts is given, besides its broker, topic and group.
+fn consumer_env(config: &Config) -> Vec<(&'static str, String)> {
+    vec![
+        ("PROCESS_DELAY_MS", config.process_delay_ms.to_string()),
+        ("AUTO_OFFSET_RESET", "earliest".to_string()),
+        (
+            "AUTO_COMMIT_INTERVAL",
+            format!("{}ms", config.auto_commit_interval.as_millis()),
+        ),
+    ]
+}
+
 /// Phases 1 and 2, sampling every `sample_interval`; returns the rows even when cut short.
 async fn experiment(
     config: &Config,
@@ -250,14 +276,7 @@ async fn experiment(
     where_: &str,
     live: bool,
 ) -> anyhow::Result<(Vec<Row>, Progress, Outcome)> {
-    let consumer_env = &[
-        ("PROCESS_DELAY_MS", config.process_delay_ms.to_string()),
-        ("AUTO_OFFSET_RESET", "earliest".to_string()),
-        (
-            "AUTO_COMMIT_INTERVAL",
-            format!("{}ms", config.auto_commit_interval.as_millis()),
-        ),
-    ];
+    let consumer_env = &consumer_env(config);
     println!(
         "starting {} producers and 1 consumer (group {}) ...",
         config.producers, config.group

@@ -46,8 +46,12 @@
 //!   capacity. Then the answer is the smallest n whose busiest member (a member owns whole
 //!   partitions: with n members, contiguous blocks of ⌈P/n⌉ or ⌊P/n⌋) keeps up with its partitions'
 //!   production. Capped at P, flagged when P is the limit.
+//! - **Scaling** ([`scale`]): the consumer count an autoscaler should run, from the forecast (a drain
+//!   target on top of keeping up), and KEDA's Kafka scaler's rule to compare it with.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
+
+pub mod scale;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
