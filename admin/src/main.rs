@@ -36,8 +36,8 @@ enum Command {
     /// plus time lag, drain ETA, consumers needed and rates) and /forecast (JSON).
     ///
     /// Environment: KAFKA_BROKERS (required), METRICS_ADDR (default port 9090), EXPORTER_INTERVAL
-    /// (5s), EXPORTER_WINDOW (60s), GROUP_FILTER (.*), TOPIC_FILTER (.*), EXPORTER_RESET (earliest),
-    /// ADMIN_TIMEOUT (5s), CLIENT_ID, RUST_LOG, LOG_FORMAT.
+    /// (5s), EXPORTER_WINDOW (60s), EXPORTER_DRAIN_TARGET (60s), GROUP_FILTER (.*), TOPIC_FILTER
+    /// (.*), EXPORTER_RESET (earliest), ADMIN_TIMEOUT (5s), CLIENT_ID, RUST_LOG, LOG_FORMAT.
     Exporter,
 }
 

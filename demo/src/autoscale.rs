@@ -296,7 +296,7 @@ async fn one_run(
                 }
             };
             // Every forecast feeds the planner, so it measures the capacity before it decides.
-            let planned = forecast.as_ref().and_then(|f| planner.desired(f));
+            let planned = forecast.as_ref().and_then(|f| planner.desired(t, f));
             let current = fleet.running_consumers();
             let due = t >= config.phase1.as_secs_f64()
                 && last_decision.is_none_or(|d| t - d >= settings.interval.as_secs_f64());

@@ -102,7 +102,13 @@ fn draw<DB: DrawingBackend>(
         .legend(move |(x, y)| {
             PathElement::new(vec![(x, y), (x + 24, y)], total_color.stroke_width(3))
         });
-    finish(&mut lag_chart, marks, lag_max, true)?;
+    finish(
+        &mut lag_chart,
+        marks,
+        lag_max,
+        true,
+        SeriesLabelPosition::UpperLeft,
+    )?;
 
     let rate_max = rows
         .iter()
@@ -130,7 +136,13 @@ fn draw<DB: DrawingBackend>(
         .legend(move |(x, y)| {
             PathElement::new(vec![(x, y), (x + 24, y)], consume_color.stroke_width(2))
         });
-    finish(&mut rate_chart, marks, rate_max, false)?;
+    finish(
+        &mut rate_chart,
+        marks,
+        rate_max,
+        false,
+        SeriesLabelPosition::UpperLeft,
+    )?;
     Ok(())
 }
 
@@ -168,6 +180,7 @@ fn finish<'a, DB: DrawingBackend + 'a>(
     marks: &Marks,
     y_max: f64,
     labels: bool,
+    legend: SeriesLabelPosition,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let lines: Vec<(f64, String, RGBColor, u32)> = [
         marks
@@ -229,7 +242,7 @@ fn finish<'a, DB: DrawingBackend + 'a>(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(legend)
         .label_font((FONT, 14))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(200, 200, 200))
@@ -353,7 +366,13 @@ fn draw_comparison<DB: DrawingBackend>(
             .label(run.name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
     }
-    finish(&mut lag_chart, &marks, lag_max, true)?;
+    finish(
+        &mut lag_chart,
+        &marks,
+        lag_max,
+        true,
+        SeriesLabelPosition::UpperRight,
+    )?;
     let mut count_chart = panel(&lower, t_max, consumers_max, "consumers running")?;
     for (run, color) in runs.iter().zip(COLORS.iter().cycle()) {
         let c = *color;
@@ -367,7 +386,13 @@ fn draw_comparison<DB: DrawingBackend>(
             .label(run.name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2)));
     }
-    finish(&mut count_chart, &marks, consumers_max, false)?;
+    finish(
+        &mut count_chart,
+        &marks,
+        consumers_max,
+        false,
+        SeriesLabelPosition::LowerRight,
+    )?;
     Ok(())
 }
 

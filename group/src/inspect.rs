@@ -5,8 +5,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use kafka_protocol::{
     messages::{
-        offset_fetch_request::OffsetFetchRequestTopic, DescribeGroupsRequest,
-        FindCoordinatorRequest, GroupId, OffsetFetchRequest, TopicName,
+        describe_groups_response::DescribedGroup, offset_fetch_request::OffsetFetchRequestTopic,
+        DescribeGroupsRequest, FindCoordinatorRequest, GroupId, OffsetFetchRequest, TopicName,
     },
     protocol::StrBytes,
     ResponseError,
@@ -125,6 +125,37 @@ pub async fn coordinator(
     ))
 }
 
+impl GroupDescription {
+    /// From one group of a DescribeGroups response (its error code already checked): the members'
+    /// subscriptions and assignments decoded where the broker reports them.
+    pub fn from_described(g: DescribedGroup) -> Self {
+        Self {
+            state: g.group_state.to_string(),
+            protocol: g.protocol_data.to_string(),
+            members: g
+                .members
+                .into_iter()
+                .map(|m| {
+                    let subscription = codec::decode_subscription(&m.member_metadata).ok();
+                    MemberDescription {
+                        member_id: m.member_id.to_string(),
+                        instance_id: m.group_instance_id.map(|i| i.to_string()),
+                        client_id: m.client_id.to_string(),
+                        host: m.client_host.to_string(),
+                        assignment: codec::decode_assignment(&m.member_assignment)
+                            .unwrap_or_default(),
+                        topics: subscription
+                            .as_ref()
+                            .map(|s| s.topics.clone())
+                            .unwrap_or_default(),
+                        rack: subscription.and_then(|s| s.rack_id),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The group's state and members.
 pub async fn describe(
     conn: &mut Connection,
@@ -147,29 +178,7 @@ pub async fn describe(
             error,
         });
     }
-    Ok(GroupDescription {
-        state: g.group_state.to_string(),
-        protocol: g.protocol_data.to_string(),
-        members: g
-            .members
-            .into_iter()
-            .map(|m| {
-                let subscription = codec::decode_subscription(&m.member_metadata).ok();
-                MemberDescription {
-                    member_id: m.member_id.to_string(),
-                    instance_id: m.group_instance_id.map(|i| i.to_string()),
-                    client_id: m.client_id.to_string(),
-                    host: m.client_host.to_string(),
-                    assignment: codec::decode_assignment(&m.member_assignment).unwrap_or_default(),
-                    topics: subscription
-                        .as_ref()
-                        .map(|s| s.topics.clone())
-                        .unwrap_or_default(),
-                    rack: subscription.and_then(|s| s.rack_id),
-                }
-            })
-            .collect(),
-    })
+    Ok(GroupDescription::from_described(g))
 }
 
 /// Committed offsets of `group` for `partitions` (`None`: every partition it ever committed).

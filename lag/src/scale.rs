@@ -5,18 +5,27 @@
 //! clear: with exactly that many, a group that fell behind drains only as fast as their spare
 //! capacity allows, which can be a trickle. [`Planner`] sizes the group to bring the lag down within
 //! a drain target and to keep up after, from the capacity of one consumer measured while saturated.
-//! A consumer is only seen at capacity while something is behind, so the planner keeps the last
-//! measurement: once the group has drained, the same figure says how few keep up.
+//! A consumer is only seen at capacity while something is behind, so the planner remembers what it
+//! measured: once the group has drained, the same figure says how few keep up. It takes the highest
+//! measurement of the last [`CAPACITY_MEMORY_SECS`]: a consumer never handles more than it can, but a
+//! measurement across a rebalance pause, or of a member not quite saturated, reads low, and acting
+//! on it would scale up again right after a scale-down. Forgetting old ones follows a consumer
+//! that became slower.
+
+use std::collections::VecDeque;
 
 use crate::{busiest_block, Forecast, Needed};
+
+/// How long a capacity measurement is remembered.
+pub const CAPACITY_MEMORY_SECS: f64 = 300.0;
 
 /// Our rule: the fewest consumers that clear the backlog within `drain_secs` and keep up after.
 #[derive(Debug, Clone)]
 pub struct Planner {
     /// Seconds the backlog should take to clear.
     drain_secs: f64,
-    /// Messages/s one saturated consumer was last measured to handle.
-    capacity: Option<f64>,
+    /// (seconds, messages/s one saturated consumer was measured to handle), oldest first.
+    measured: VecDeque<(f64, f64)>,
 }
 
 impl Planner {
@@ -24,30 +33,38 @@ impl Planner {
     pub fn new(drain_secs: f64) -> Self {
         Self {
             drain_secs: drain_secs.max(1.0),
-            capacity: None,
+            measured: VecDeque::new(),
         }
     }
 
-    /// The last measured capacity of one consumer, messages/s.
+    /// The capacity of one consumer the planner goes by, messages/s: the highest measured within
+    /// [`CAPACITY_MEMORY_SECS`].
     pub fn capacity(&self) -> Option<f64> {
-        self.capacity
+        self.measured.iter().map(|m| m.1).reduce(f64::max)
     }
 
-    /// The consumer count for this forecast; `None` while it cannot be told (no capacity measured
-    /// yet and the forecast does not say), which means: leave the count as it is.
+    /// The consumer count for `forecast`, taken at `t` seconds; `None` while it cannot be told (no
+    /// capacity measured yet and the forecast does not say), which means: leave the count as it is.
     ///
     /// Each partition needs its production plus its lag over the drain target; with `n` members a
     /// member owns whole partitions (blocks of ⌈P/n⌉ or ⌊P/n⌋), so the answer is the smallest `n`
     /// whose busiest block fits one consumer's capacity, capped at the partition count.
-    pub fn desired(&mut self, forecast: &Forecast) -> Option<usize> {
+    pub fn desired(&mut self, t: f64, forecast: &Forecast) -> Option<usize> {
         if let Needed::Count {
             capacity_per_consumer,
             ..
         } = forecast.needed
         {
-            self.capacity = Some(capacity_per_consumer);
+            self.measured.push_back((t, capacity_per_consumer));
         }
-        let Some(capacity) = self.capacity.filter(|c| *c > 0.0) else {
+        while self
+            .measured
+            .front()
+            .is_some_and(|(at, _)| t - at > CAPACITY_MEMORY_SECS)
+        {
+            self.measured.pop_front();
+        }
+        let Some(capacity) = self.capacity().filter(|c| *c > 0.0) else {
             return match forecast.needed {
                 Needed::Count { count, .. } => Some(count),
                 Needed::Suffice { members } => Some(members.max(1)),
@@ -143,13 +160,13 @@ mod tests {
         let mut planner = Planner::new(60.0);
         let behind = forecast(&[1000; 9], 200.0 / 9.0, count(5, 50.0));
         // 9 000 behind over 60 s is 150/s more: 350/s needs 9 (blocks of 1: 38.9/s).
-        assert_eq!(planner.desired(&behind), Some(9));
+        assert_eq!(planner.desired(0.0, &behind), Some(9));
         // Half cleared: 4 500 over 60 s, 275/s: blocks of 2 take 61/s, of 1 30.6/s.
         let half = forecast(&[500; 9], 200.0 / 9.0, Needed::Suffice { members: 9 });
-        assert_eq!(planner.desired(&half), Some(9));
+        assert_eq!(planner.desired(30.0, &half), Some(9));
         // Nearly drained: production plus a little, 5 again, from the capacity measured earlier.
         let drained = forecast(&[40; 9], 200.0 / 9.0, Needed::Suffice { members: 9 });
-        assert_eq!(planner.desired(&drained), Some(5));
+        assert_eq!(planner.desired(60.0, &drained), Some(5));
         assert_eq!(planner.capacity(), Some(50.0));
     }
 
@@ -157,14 +174,14 @@ mod tests {
     fn a_longer_drain_target_asks_for_fewer() {
         let behind = forecast(&[1000; 9], 200.0 / 9.0, count(5, 50.0));
         // 9 000 over 600 s is 15/s more: 215/s; blocks of 2 take 47.8/s, under 50.
-        assert_eq!(Planner::new(600.0).desired(&behind), Some(5));
+        assert_eq!(Planner::new(600.0).desired(0.0, &behind), Some(5));
     }
 
     #[test]
     fn without_a_measured_capacity_it_follows_the_forecast_or_leaves_the_count() {
         let mut planner = Planner::new(60.0);
         let suffice = forecast(&[0; 9], 20.0, Needed::Suffice { members: 3 });
-        assert_eq!(planner.desired(&suffice), Some(3));
+        assert_eq!(planner.desired(0.0, &suffice), Some(3));
         let unknown = forecast(
             &[0; 9],
             20.0,
@@ -172,13 +189,26 @@ mod tests {
                 reason: "measuring".into(),
             },
         );
-        assert_eq!(planner.desired(&unknown), None);
+        assert_eq!(planner.desired(1.0, &unknown), None);
     }
 
     #[test]
     fn never_more_than_one_consumer_per_partition() {
         let behind = forecast(&[100_000; 9], 200.0 / 9.0, count(9, 10.0));
-        assert_eq!(Planner::new(60.0).desired(&behind), Some(9));
+        assert_eq!(Planner::new(60.0).desired(0.0, &behind), Some(9));
+    }
+
+    #[test]
+    fn a_low_reading_after_a_rebalance_does_not_undo_a_scale_down_but_old_ones_are_forgotten() {
+        let mut planner = Planner::new(60.0);
+        let light = forecast(&[25; 9], 200.0 / 9.0, count(5, 50.0));
+        assert_eq!(planner.desired(0.0, &light), Some(5));
+        // Measured across a rebalance pause: 30/s. The 50/s of a minute ago still stands.
+        let paused = forecast(&[25; 9], 200.0 / 9.0, count(9, 30.0));
+        assert_eq!(planner.desired(60.0, &paused), Some(5));
+        // Ten minutes on, only the slower consumer's measurements are left.
+        assert_eq!(planner.desired(600.0, &paused), Some(9));
+        assert_eq!(planner.capacity(), Some(30.0));
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub const FAMILIES: &[(&str, &str, &[&str])] = &[
     ("kafka_consumergroup_forecast_state", "1 for the group's forecast state on the topic (worst partition), 0 for the others.", GTS),
     ("kafka_consumergroup_drain_eta_seconds", "Seconds until the lag drains at the measured rates (0: keeping up); absent when it will not drain or it is not known yet.", GT),
     ("kafka_consumergroup_consumers_needed", "Consumers that keep up with the topic's production (the current members when they suffice); absent while not known.", GT),
+    ("kafka_consumergroup_consumers_wanted", "Consumers that clear the lag within EXPORTER_DRAIN_TARGET and keep up after, from the capacity measured while saturated (the autoscaling rule); absent while not known.", GT),
     ("kafka_consumergroup_produce_messages_per_second", "Production into the group's partitions of the topic, over the window.", GT),
     ("kafka_consumergroup_consume_messages_per_second", "The group's consumption of the topic, between commits; absent while measuring.", GT),
     ("kafka_consumergroup_lag_growth_messages_per_second", "How fast the lag grows (negative: drains), when it stands out of the noise; absent otherwise.", GT),
@@ -313,6 +314,13 @@ pub fn build(sample: &ClusterSample, forecasts: &Forecasts) -> Vec<MetricFamily>
             ),
             Needed::Unknown { .. } => {}
         }
+        if let Some(wanted) = gt.wanted {
+            set(
+                "kafka_consumergroup_consumers_wanted",
+                &[group, topic],
+                wanted as f64,
+            );
+        }
         // Rates exist from the second sample on.
         if f.partitions.iter().any(|p| p.rates.is_some()) {
             set(
@@ -395,7 +403,7 @@ mod tests {
             timestamps: BTreeMap::from([((TopicPartition::new("t", 0), 40), 990_000)]),
             took: Duration::from_millis(3),
         };
-        let mut forecasts = Forecasts::new(30.0, lag::Reset::Earliest);
+        let mut forecasts = Forecasts::new(30.0, lag::Reset::Earliest, 60.0);
         forecasts.push(&sample);
         let mut out = Vec::new();
         prometheus::TextEncoder::new()
@@ -455,6 +463,7 @@ mod tests {
         assert!(t.contains(r#"kafka_consumergroup_forecast_state{consumergroup="g",state="REBALANCING",topic="t"} 1"#), "{t}");
         // Not known while rebalancing: absent, not 0.
         assert!(!t.contains("kafka_consumergroup_consumers_needed"), "{t}");
+        assert!(!t.contains("kafka_consumergroup_consumers_wanted"), "{t}");
         assert!(!t.contains("kafka_consumergroup_drain_eta_seconds"), "{t}");
         // Owners are not told mid-rebalance.
         assert!(!t.contains("kafka_consumergroup_partition_assigned"), "{t}");
@@ -479,5 +488,6 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("kafka_consumergroup_consumers_needed"), "{t}");
+        assert!(!t.contains("kafka_consumergroup_consumers_wanted"), "{t}");
     }
 }

@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use lag::{History, PartitionSnapshot, Reset, Snapshot};
+use lag::{scale::Planner, History, PartitionSnapshot, Reset, Snapshot};
 use serde::{de, Deserialize, Deserializer};
 use serde_json::json;
 use tokio::time::Instant;
@@ -55,6 +55,10 @@ pub struct Config {
     /// longer than the groups' commit interval).
     #[serde(default = "default_window")]
     pub exporter_window: HumanDuration,
+    /// `EXPORTER_DRAIN_TARGET`: `consumers_wanted` sizes a group to clear its lag within this long
+    /// (default 60s).
+    #[serde(default = "default_drain_target")]
+    pub exporter_drain_target: HumanDuration,
     /// `GROUP_FILTER`: a regex a group's whole name must match (default `.*`).
     #[serde(default = "match_all", deserialize_with = "regex")]
     pub group_filter: regex_lite::Regex,
@@ -78,6 +82,9 @@ fn default_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(5))
 }
 fn default_window() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_drain_target() -> HumanDuration {
     HumanDuration(Duration::from_secs(60))
 }
 fn default_timeout() -> HumanDuration {
@@ -198,6 +205,7 @@ pub async fn run(config: &Config, cancel: &CancellationToken) -> Result<(), Expo
     let mut state = Forecasts::new(
         config.exporter_window.get().as_secs_f64(),
         config.exporter_reset,
+        config.exporter_drain_target.get().as_secs_f64(),
     );
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     // One sample sends at most a handful of requests per broker in sequence, plus the Fetch rounds.
@@ -258,6 +266,9 @@ pub struct Forecasts {
     reset: Reset,
     started: Instant,
     histories: BTreeMap<(String, String), History>,
+    /// Our autoscaling rule per (group, topic): it remembers the capacity measured.
+    planners: BTreeMap<(String, String), Planner>,
+    drain_target: f64,
     /// The latest sample's per (group, topic) view.
     pub latest: Vec<GroupTopic>,
 }
@@ -272,18 +283,23 @@ pub struct GroupTopic {
     pub sample: crate::lag::Sample,
     /// The forecast from the history.
     pub forecast: Option<lag::Forecast>,
+    /// Consumers that clear the lag within the drain target and keep up after ([`Planner`]).
+    pub wanted: Option<usize>,
     /// Whether the broker reports the members' assignments (so "no owner" is known).
     pub assignments_known: bool,
 }
 
 impl Forecasts {
-    /// Empty histories of `window` seconds.
-    pub fn new(window: f64, reset: Reset) -> Self {
+    /// Empty histories of `window` seconds; `consumers_wanted` clears a backlog within
+    /// `drain_target` seconds.
+    pub fn new(window: f64, reset: Reset, drain_target: f64) -> Self {
         Self {
             window,
             reset,
             started: Instant::now(),
             histories: BTreeMap::new(),
+            planners: BTreeMap::new(),
+            drain_target,
             latest: Vec::new(),
         }
     }
@@ -305,11 +321,18 @@ impl Forecasts {
                     .or_insert_with(|| History::new(self.window));
                 history.push(sample.snapshot.clone());
                 let forecast = history.forecast(self.reset);
+                let wanted = forecast.as_ref().and_then(|f| {
+                    self.planners
+                        .entry((g.group.clone(), topic.clone()))
+                        .or_insert_with(|| Planner::new(self.drain_target))
+                        .desired(at, f)
+                });
                 latest.push(GroupTopic {
                     group: g.group.clone(),
                     topic,
                     sample,
                     forecast,
+                    wanted,
                     assignments_known,
                 });
             }
@@ -319,6 +342,7 @@ impl Forecasts {
             .map(|gt| (gt.group.clone(), gt.topic.clone()))
             .collect();
         self.histories.retain(|k, _| seen.contains(k));
+        self.planners.retain(|k, _| seen.contains(k));
         self.latest = latest;
         self.json(cluster)
     }
@@ -333,12 +357,16 @@ impl Forecasts {
                     .iter()
                     .filter(|gt| gt.group == g.group)
                     .map(|gt| {
-                        crate::lag::render_json(
+                        let mut topic = crate::lag::render_json(
                             &gt.group,
                             &gt.sample,
                             gt.forecast.as_ref(),
                             self.reset,
-                        )
+                        );
+                        if let Some(fields) = topic.as_object_mut() {
+                            fields.insert("consumers_wanted".into(), json!(gt.wanted));
+                        }
+                        topic
                     })
                     .collect();
                 json!({

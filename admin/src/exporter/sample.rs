@@ -11,11 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use group::{
-    codec,
-    inspect::{GroupDescription, MemberDescription},
-    ResponseError, TopicPartition,
-};
+use group::{inspect::GroupDescription, ResponseError, TopicPartition};
 use kafka_protocol::{
     messages::{
         fetch_request::{FetchPartition, FetchTopic},
@@ -248,30 +244,7 @@ impl Sampler {
                     tracing::debug!(group = %name, %error, "DescribeGroups: skipping the group");
                     continue;
                 }
-                let description = GroupDescription {
-                    state: g.group_state.to_string(),
-                    protocol: g.protocol_data.to_string(),
-                    members: g
-                        .members
-                        .into_iter()
-                        .map(|m| {
-                            let subscription = codec::decode_subscription(&m.member_metadata).ok();
-                            MemberDescription {
-                                member_id: m.member_id.to_string(),
-                                instance_id: m.group_instance_id.map(|i| i.to_string()),
-                                client_id: m.client_id.to_string(),
-                                host: m.client_host.to_string(),
-                                assignment: codec::decode_assignment(&m.member_assignment)
-                                    .unwrap_or_default(),
-                                topics: subscription
-                                    .as_ref()
-                                    .map(|s| s.topics.clone())
-                                    .unwrap_or_default(),
-                                rack: subscription.and_then(|s| s.rack_id),
-                            }
-                        })
-                        .collect(),
-                };
+                let description = GroupDescription::from_described(g);
                 groups.insert(
                     name.clone(),
                     GroupSample {
