@@ -133,6 +133,15 @@ impl Paths {
                     .env("GROUP_ID", group)
                     .env("AUTO_OFFSET_RESET", "earliest")
                     .env("METRICS_ADDR", "127.0.0.1:0");
+                // `BENCH_OURS_ENV="HEARTBEAT_INTERVAL=1s ..."`: settings to try on ours, named in
+                // the report's variant label by the caller.
+                if let Ok(extra) = std::env::var("BENCH_OURS_ENV") {
+                    for pair in extra.split_whitespace() {
+                        if let Some((k, v)) = pair.split_once('=') {
+                            c.env(k, v);
+                        }
+                    }
+                }
                 c
             }
             Kind::RustRdkafka => {
