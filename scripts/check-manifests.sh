@@ -9,7 +9,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 k8s_version="${K8S_VERSION:-1.32}"
-export CRD_KINDS="keda.sh/v1alpha1/ScaledObject monitoring.coreos.com/v1/ServiceMonitor monitoring.coreos.com/v1/PrometheusRule"
+export CRD_KINDS="keda.sh/v1alpha1/ScaledObject monitoring.coreos.com/v1/ServiceMonitor monitoring.coreos.com/v1/PrometheusRule kafka.strimzi.io/v1beta2/KafkaTopic"
 
 bin="$("$here/scripts/ensure-manifest-tools.sh")"
 out="$(mktemp -d)"

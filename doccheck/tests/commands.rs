@@ -10,7 +10,9 @@
 //!   listens on (a command is accepted once kubectl has rendered its kustomization, parsed its
 //!   flags and tried to connect; `kubectl apply --dry-run=client` needs a server too, for the API's
 //!   discovery), `make` as `make -n`, and `kind`, `helm`, `kustomize`, `podman` and `docker` with
-//!   `--help` appended (flags and subcommands parsed, nothing done) where they are installed.
+//!   `--help` appended (flags and subcommands parsed, nothing done) where they are installed;
+//!   `sudo` runs its command as is, and `sysctl` only reads each key it is given (the key must exist
+//!   on this kernel; nothing is set).
 //!
 //! A shell block with neither mark fails.
 
@@ -168,6 +170,17 @@ kubectl() {
   return 1
 }
 make() { command make -n "$@" >/dev/null; }
+sudo() { "$@"; }
+sysctl() {
+  if ! type -P sysctl >/dev/null; then echo "not checked (sysctl is not installed): sysctl $*" >&2; return 0; fi
+  local arg
+  for arg in "$@"; do
+    case "$arg" in
+      -*) ;;
+      *) command sysctl -n "${arg%%=*}" >/dev/null || { echo "sysctl $*: rejected" >&2; return 1; } ;;
+    esac
+  done
+}
 for tool in kind helm kustomize podman docker; do
   eval "$tool() {
     if type -P $tool >/dev/null; then
@@ -261,6 +274,8 @@ fn the_checked_block_harness_rejects_a_bad_flag_and_a_missing_overlay() {
         ("kubectl apply -k k8s/overlays/nowhere", false),
         ("make demo QUICK=1", true),
         ("make no-such-target", false),
+        ("sudo sysctl -w fs.inotify.max_user_instances=1024", true),
+        ("sudo sysctl -w fs.inotify.max_user_instancez=1024", false),
     ] {
         let mut command = shell(&format!("{CHECKED_PRELUDE}\n{body}"));
         command.env("KUBECONFIG", &kubeconfig);
