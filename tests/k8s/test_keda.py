@@ -1,5 +1,5 @@
 """Autoscaling the consumer with KEDA: overlays/keda and overlays/local-keda (the lag exporter's
-consumers_needed through KEDA's metrics-api scaler), overlays/keda-prometheus (the same number
+consumers_wanted through KEDA's metrics-api scaler), overlays/keda-prometheus (the same number
 through Prometheus) and overlays/keda-kafka (KEDA's own Kafka scaler, for comparison).
 
     python3 -m unittest discover -s tests/k8s -v
@@ -8,7 +8,8 @@ The metrics-api trigger's GJSON path is run, with the gjson release KEDA links (
 with Go; without Go those tests are skipped, saying so), on /forecast bodies of the shape the exporter
 serves: admin/src/exporter/mod.rs (Forecasts::json: groups, each with its topics) and
 admin/src/lag.rs (render_json: the topic's forecast, consumers_needed as lag::Needed serialises it,
-tagged by "kind").
+tagged by "kind"), plus the exporter's consumers_wanted beside it (lag::scale::Planner: a number, or
+null while it cannot be told).
 """
 import atexit
 import functools
@@ -48,10 +49,11 @@ def gjson(body, path):
     return out["type"], out["value"]
 
 
-def topic_view(group, topic, needed, members=1):
-    """One group on one topic as render_json writes it (the fields the path could trip over)."""
+def topic_view(group, topic, needed, members=1, wanted=None):
+    """One group on one topic as the exporter writes it (the fields the path could trip over)."""
     return {
         "group": group, "topic": topic, "group_state": "Stable", "members": members, "total_lag": 1200,
+        "consumers_wanted": wanted,
         "partitions": [{"partition": p, "lag": 130, "state": "FALLING_BEHIND", "consumer_id": "m0"} for p in range(9)],
         "forecast": None if needed is None else {
             "state": "FALLING_BEHIND", "members": members, "growth_per_sec": 150.0, "produce_rate": 200.0,
@@ -146,10 +148,10 @@ class Keda(ScaledObjectChecks, unittest.TestCase):
     """The forecast, read from the exporter's /forecast by KEDA's metrics-api scaler."""
     target = "k8s/overlays/keda"
 
-    def test_the_trigger_is_the_forecasts_consumers_needed(self):
+    def test_the_trigger_is_the_exporters_consumers_wanted(self):
         trigger = self.trigger()
         self.assertEqual(trigger["type"], "metrics-api")
-        # AverageValue with target 1: desired replicas = ceil(consumers_needed / 1).
+        # AverageValue with target 1: desired replicas = ceil(consumers_wanted / 1).
         self.assertEqual(trigger.get("metricType", "AverageValue"), "AverageValue")
         meta = trigger["metadata"]
         self.assertEqual(meta["targetValue"], "1")
@@ -158,7 +160,7 @@ class Keda(ScaledObjectChecks, unittest.TestCase):
         path = meta["valueLocation"]
         self.assertIn(f'#(group=="{consumer["GROUP_ID"]}")', path)
         self.assertIn(f'#(topic=="{self.config()["data"]["TOPIC"]}")', path)
-        self.assertIn(".forecast.consumers_needed", path)
+        self.assertTrue(path.endswith(".consumers_wanted"), path)
 
     def test_the_url_is_the_exporters_forecast_in_this_namespace(self):
         url = self.trigger()["metadata"]["url"]
@@ -185,24 +187,21 @@ class Keda(ScaledObjectChecks, unittest.TestCase):
                          "the forecast's scaler never talks to the brokers")
 
     @unittest.skipUnless(GO, NO_GO)
-    def test_the_path_reads_consumers_needed_from_the_forecast(self):
+    def test_the_path_reads_consumers_wanted_from_the_forecast(self):
         path = self.trigger()["metadata"]["valueLocation"]
-        other = ("other-group", [topic_view("other-group", "my_new_topic", {"kind": "count", "count": 8,
-                                                                            "capacity_per_consumer": 1.0,
-                                                                            "limited_by_partitions": False})])
+        other = ("other-group", [topic_view("other-group", "my_new_topic", COUNT, wanted=8)])
 
         def ours(*views):
             return forecast_body(other, ("my-group", list(views)))
 
-        side = topic_view("my-group", "another_topic", {"kind": "suffice", "members": 7})
+        side = topic_view("my-group", "another_topic", SUFFICE, wanted=7)
         cases = [
-            # Falling behind: the count that keeps up.
-            ("count", ours(side, topic_view("my-group", "my_new_topic", COUNT)), ("Number", 5)),
-            # Keeping up or draining: the members it has.
-            ("suffice", ours(topic_view("my-group", "my_new_topic", SUFFICE, members=3), side), ("Number", 3)),
-            ("limited", ours(topic_view("my-group", "my_new_topic", dict(COUNT, count=9, limited_by_partitions=True))),
-             ("Number", 9)),
-            # Not known: no number, so KEDA reports an error and the HPA keeps its replicas.
+            # A backlog: enough to clear it within the drain target (here more than keep up).
+            ("backlog", ours(side, topic_view("my-group", "my_new_topic", COUNT, wanted=9)), ("Number", 9)),
+            # Drained: what keeps up, from the capacity measured earlier, fewer than it has.
+            ("drained", ours(topic_view("my-group", "my_new_topic", SUFFICE, members=9, wanted=5), side),
+             ("Number", 5)),
+            # Not known: null, so KEDA reports an error and the HPA keeps its replicas.
             ("unknown", ours(topic_view("my-group", "my_new_topic", UNKNOWN)), ("Null", None)),
             ("no forecast", ours(topic_view("my-group", "my_new_topic", None)), ("Null", None)),
             ("topic missing", ours(side), ("Null", None)),
@@ -215,7 +214,7 @@ class Keda(ScaledObjectChecks, unittest.TestCase):
     @unittest.skipUnless(GO, NO_GO)
     def test_the_gjson_helper_can_fail(self):
         # The check above can tell a wrong path: the members when something falls behind.
-        body = forecast_body(("my-group", [topic_view("my-group", "my_new_topic", COUNT)]))
+        body = forecast_body(("my-group", [topic_view("my-group", "my_new_topic", COUNT, wanted=9)]))
         wrong = 'groups.#(group=="my-group").topics.0.forecast.members'
         self.assertEqual(gjson(body, wrong), ("Number", 1))
         self.assertNotEqual(gjson(body, wrong), gjson(body, self.trigger()["metadata"]["valueLocation"]))
@@ -249,7 +248,7 @@ class KedaPrometheus(ScaledObjectChecks, unittest.TestCase):
         self.assertEqual(meta["threshold"], "1")
         consumer = env_of(self.container("Deployment", "kafka-consumer"))
         query = meta["query"]
-        self.assertIn("kafka_consumergroup_consumers_needed{", query)
+        self.assertIn("kafka_consumergroup_consumers_wanted{", query)
         self.assertIn(f'consumergroup="{consumer["GROUP_ID"]}"', query)
         self.assertIn(f'topic="{self.config()["data"]["TOPIC"]}"', query)
         # An absent gauge (the forecast cannot tell) is an error, not 0 (which would scale down).
