@@ -142,3 +142,44 @@ chaos: chaos-build ## audited chaos run on a 3-broker cluster: kills, scaling, b
 .PHONY: chaos-short
 chaos-short: chaos-build ## the same audit on a 120 s schedule, fewer consumer faults; takes 4-5 min, as broker restarts and the drain add to it (measured: 4 min 20 s with a rebuild) (CHAOS_SEED)
 	CHAOS_DIR=$(TARGET_DIR)/chaos CHAOS_DURATION=$(CHAOS_SHORT) $(TARGET_DIR)/demo/chaos
+
+# Fuzzing (docs/fuzzing.md): cargo-fuzz on nightly with libFuzzer and AddressSanitizer, fuzz/ being
+# its own workspace. Each target starts from its committed seeds (fuzz/corpus/<target>, recorded from
+# Apache Kafka) and writes what it finds to target/fuzz-corpus/<target>, never to the seeds. A crash
+# leaves its input in fuzz/artifacts/<target>/.
+FUZZ_TARGETS ?= consumer_protocol_subscription consumer_protocol_assignment response record_batches
+FUZZ_RUNS    ?= 20000
+FUZZ_SECONDS ?= 300
+# One malloc over 128 MiB anywhere (C decompressors included) fails the run, whatever the targets'
+# own allocation bound; an input taking over 10 s is a hang; inputs may be as long as the largest
+# seed (or 4096 bytes) from the first run, not grown slowly from short ones.
+FUZZ_FLAGS    = -malloc_limit_mb=128 -timeout=10 -len_control=0
+FUZZ_CORPUS   = $(TARGET_DIR)/fuzz-corpus
+
+.PHONY: fuzz-tools
+fuzz-tools:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+# $(1): cargo-fuzz's build options, $(2): the libFuzzer options bounding each target's run. The full
+# output goes to target/fuzz-corpus/<target>.log; its summary lines are printed, its end on a failure.
+define fuzz_each
+	cd fuzz && cargo +nightly fuzz build $(1)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_CORPUS)/$$t; log=$(FUZZ_CORPUS)/$$t.log; start=$$(date +%s); \
+	  (cd fuzz && cargo +nightly fuzz run $(1) $$t $(FUZZ_CORPUS)/$$t corpus/$$t -- $(2) $(FUZZ_FLAGS)) >$$log 2>&1; \
+	  rc=$$?; grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|Done [0-9]+ runs)' $$log; \
+	  echo "fuzz $$t: exit $$rc after $$(( $$(date +%s) - start )) s"; \
+	  [ $$rc -eq 0 ] || { tail -n 60 $$log; exit $$rc; }; \
+	done
+endef
+
+# The smoke run builds in dev mode (2 minutes on 2 cores against 12 for a release build with the
+# sanitizer; fuzz/Cargo.toml optimizes the codec crates); the long runs build in release.
+.PHONY: fuzz-smoke
+fuzz-smoke: fuzz-tools ## every fuzz target for FUZZ_RUNS=20000 inputs (at most 60 s each) from the committed corpus, as CI runs it (about 3.5 min on 2 cores); nightly and cargo-fuzz installed if missing
+	$(call fuzz_each,--dev,-runs=$(FUZZ_RUNS) -max_total_time=60)
+
+.PHONY: fuzz
+fuzz: fuzz-tools ## every fuzz target (FUZZ_TARGETS) for FUZZ_SECONDS=300 each, optimized, keeping what it finds in target/fuzz-corpus/
+	$(call fuzz_each,,-max_total_time=$(FUZZ_SECONDS))

@@ -13,13 +13,16 @@
 //!
 //! Batch headers are read here rather than by `kafka-protocol`, which drops the last offset delta and
 //! fails on the partial batch a size-limited fetch ends with. Records are decoded by `kafka-protocol`
-//! from a `Bytes` slice of the response: keys and values of uncompressed batches borrow the fetch
-//! buffer; compressed batches are inflated once into a buffer their records then borrow.
+//! from a `Bytes` slice of the response, through [`crate::batch`]'s checks: keys and values of
+//! uncompressed batches borrow the fetch buffer; compressed batches are inflated once (to at most
+//! [`crate::batch::MAX_INFLATED`] bytes) into a buffer their records then borrow.
 
 use std::collections::BTreeSet;
 
 use bytes::{Buf, Bytes};
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use kafka_protocol::records::Record;
+
+use crate::batch::{decode_batch, HEADER, LOG_OVERHEAD, MAX_INFLATED};
 
 /// Which records a consumer sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +97,6 @@ pub enum DecodeError {
     },
 }
 
-/// Size of the offset and length fields before every batch.
-const LOG_OVERHEAD: usize = 12;
-/// A v2 batch header, from the base offset up to and including the record count.
-const HEADER: usize = 61;
 const ATTR_TRANSACTIONAL: i16 = 1 << 4;
 const ATTR_CONTROL: i16 = 1 << 5;
 /// Control record type of an abort marker (key: version i16, type i16; 1 is commit).
@@ -138,9 +137,17 @@ impl Header {
         let _first_timestamp = b.get_i64();
         let _max_timestamp = b.get_i64();
         let producer_id = b.get_i64();
+        // The next fetch offset is the last offset + 1: a last offset at or past i64::MAX has none.
+        let last_offset = base_offset
+            .checked_add(i64::from(last_offset_delta))
+            .filter(|&last| last < i64::MAX)
+            .ok_or_else(|| DecodeError::Corrupt {
+                offset: base_offset,
+                reason: format!("last offset {base_offset} + {last_offset_delta} overflows"),
+            })?;
         Ok(Self {
             base_offset,
-            last_offset: base_offset + i64::from(last_offset_delta),
+            last_offset,
             producer_id,
             transactional: attributes & ATTR_TRANSACTIONAL != 0,
             control: attributes & ATTR_CONTROL != 0,
@@ -158,6 +165,27 @@ pub fn decode(
     isolation: IsolationLevel,
     aborted: &[Aborted],
     last_stable_offset: i64,
+) -> Result<Decoded, DecodeError> {
+    decode_limited(
+        records,
+        fetch_offset,
+        isolation,
+        aborted,
+        last_stable_offset,
+        MAX_INFLATED,
+    )
+}
+
+/// [`decode`] with batches inflating to at most `max_inflated` bytes instead of
+/// [`MAX_INFLATED`]: for the fuzz target, whose allocation bound is a multiple of its input.
+#[doc(hidden)]
+pub fn decode_limited(
+    records: Bytes,
+    fetch_offset: i64,
+    isolation: IsolationLevel,
+    aborted: &[Aborted],
+    last_stable_offset: i64,
+    max_inflated: usize,
 ) -> Result<Decoded, DecodeError> {
     let committed = isolation == IsolationLevel::ReadCommitted;
     // The broker lists aborted transactions by first offset; they start to count once a batch reaches
@@ -214,7 +242,7 @@ pub fn decode(
                 }
             }
             if header.control {
-                if is_abort_marker(&batch, &header)? {
+                if is_abort_marker(&batch, &header, max_inflated)? {
                     aborting.remove(&header.producer_id);
                 }
             } else if header.transactional && aborting.contains(&header.producer_id) {
@@ -230,13 +258,13 @@ pub fn decode(
             // Entirely before the fetch offset: a compressed batch the offset falls behind.
             continue;
         }
-        let mut set = batch;
-        let decoded = RecordBatchDecoder::decode(&mut set).map_err(|e| DecodeError::Corrupt {
+        let decoded = decode_batch(batch, max_inflated).map_err(|reason| DecodeError::Corrupt {
             offset: header.base_offset,
-            reason: e.to_string(),
+            reason,
         })?;
         let mut cut = false;
-        for record in decoded.records {
+        out.reserve(decoded.len());
+        for record in decoded {
             if record.offset < next {
                 continue;
             }
@@ -278,13 +306,17 @@ pub fn decode(
 }
 
 /// Whether a control batch holds an abort marker (its first record's key type is 0).
-fn is_abort_marker(batch: &Bytes, header: &Header) -> Result<bool, DecodeError> {
-    let mut set = batch.clone();
-    let decoded = RecordBatchDecoder::decode(&mut set).map_err(|e| DecodeError::Corrupt {
-        offset: header.base_offset,
-        reason: e.to_string(),
-    })?;
-    let Some(key) = decoded.records.first().and_then(|r| r.key.as_ref()) else {
+fn is_abort_marker(
+    batch: &Bytes,
+    header: &Header,
+    max_inflated: usize,
+) -> Result<bool, DecodeError> {
+    let decoded =
+        decode_batch(batch.clone(), max_inflated).map_err(|reason| DecodeError::Corrupt {
+            offset: header.base_offset,
+            reason,
+        })?;
+    let Some(key) = decoded.first().and_then(|r| r.key.as_ref()) else {
         return Ok(false);
     };
     if key.len() < 4 {
@@ -573,5 +605,15 @@ mod tests {
         short.put_i32(8);
         short.put_slice(&[0, 0, 0, 0, 2, 0, 0, 0]);
         assert!(decode(short.freeze(), 0, RU, &[], -1).is_err());
+        // Found by the record_batches fuzz target: a last offset past i64::MAX overflowed (a panic
+        // with overflow checks, a wrapped negative offset without).
+        let mut end = with_last_offset(batch(0..1, Compression::None), 5);
+        end[..8].copy_from_slice(&(i64::MAX - 2).to_be_bytes());
+        let crc = crc32c::crc32c(&end[21..]);
+        end[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            decode(end.freeze(), 0, RU, &[], -1),
+            Err(DecodeError::Corrupt { .. })
+        ));
     }
 }

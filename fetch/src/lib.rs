@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`decode`]: sans-io. One partition's fetched bytes → the records to hand out and the next fetch
 //!   offset (control batches, aborted transactions, compaction gaps, the last stable offset).
+//! - [`batch`]: one batch's records, inflated with a size limit and checked before `kafka-protocol`
+//!   decodes them (it reserves whatever a batch's record and header counts announce).
 //! - [`metadata`]: who leads each partition (Metadata), from any bootstrap broker.
 //! - [`fetcher`]: the tasks. One manager per assignment routes partitions to one task per leader;
 //!   each leader task sends one Fetch for all its partitions at a time and feeds the channel, so a
@@ -14,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod batch;
 pub mod decode;
 pub mod fetcher;
 pub mod metadata;

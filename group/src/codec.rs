@@ -22,6 +22,11 @@ use crate::TopicPartition;
 /// The newest ConsumerProtocol version whose layout we know.
 pub const NEWEST_VERSION: i16 = 3;
 
+/// The longest topic name Kafka accepts (`Topic.MAX_NAME_LENGTH`). A longer one is refused: every
+/// decoded partition carries its topic's name, so a 32 KiB name shared by a few thousand 4-byte
+/// partition numbers would otherwise inflate a small subscription or assignment a thousandfold.
+pub const MAX_TOPIC_NAME: usize = 249;
+
 /// Bytes that are not a valid subscription or assignment.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid consumer protocol {what}: {reason}")]
@@ -199,13 +204,14 @@ enum Layout {
 }
 
 /// Walks the (non-flexible) ConsumerProtocol layout checking that every length prefix fits in the
-/// bytes that follow. `kafka-protocol` pre-allocates whatever an array length claims, so a corrupt or
-/// hostile member's 12 bytes could otherwise make the leader allocate gigabytes and abort.
+/// bytes that follow and that topic names are at most [`MAX_TOPIC_NAME`] bytes. `kafka-protocol`
+/// pre-allocates whatever an array length claims, so a corrupt or hostile member's 12 bytes could
+/// otherwise make the leader allocate gigabytes and abort.
 fn check_lengths(body: &[u8], layout: Layout) -> Result<(), String> {
     let mut r = Reader(body);
     let topic_partitions = |r: &mut Reader<'_>| -> Result<(), String> {
         for _ in 0..r.array_len(2 + 4)? {
-            r.string()?;
+            r.topic()?;
             let n = r.array_len(4)?;
             r.skip(n * 4)?;
         }
@@ -214,7 +220,7 @@ fn check_lengths(body: &[u8], layout: Layout) -> Result<(), String> {
     match layout {
         Layout::Subscription(version) => {
             for _ in 0..r.array_len(2)? {
-                r.string()?;
+                r.topic()?;
             }
             r.bytes()?;
             if version >= 1 {
@@ -274,6 +280,17 @@ impl Reader<'_> {
     /// An int16-prefixed (nullable) string.
     fn string(&mut self) -> Result<(), String> {
         let n = self.int(2)?;
+        self.skip(n.max(0) as usize)
+    }
+
+    /// A topic name: an int16-prefixed string of at most [`MAX_TOPIC_NAME`] bytes.
+    fn topic(&mut self) -> Result<(), String> {
+        let n = self.int(2)?;
+        if n > MAX_TOPIC_NAME as i64 {
+            return Err(format!(
+                "topic name of {n} bytes, longer than Kafka's {MAX_TOPIC_NAME}"
+            ));
+        }
         self.skip(n.max(0) as usize)
     }
 
@@ -357,6 +374,25 @@ mod tests {
         // version 0, then an array of 2^31-1 topics in 4 bytes.
         assert!(decode_subscription(&[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_err());
         assert!(decode_assignment(&[0, 1, 0x7f, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_topic_name_longer_than_kafka_allows_is_refused() {
+        let long = "t".repeat(MAX_TOPIC_NAME + 1);
+        let parts = vec![TopicPartition::new(long.as_str(), 0)];
+        let err = decode_assignment(&encode_assignment(&parts)).expect_err("too long");
+        assert!(err.to_string().contains("250 bytes"), "{err}");
+        let sub = Subscription {
+            topics: vec![long],
+            ..Subscription::default()
+        };
+        assert!(decode_subscription(&encode_subscription(&sub)).is_err());
+        let longest = "t".repeat(MAX_TOPIC_NAME);
+        let parts = vec![TopicPartition::new(longest.as_str(), 0)];
+        assert_eq!(
+            decode_assignment(&encode_assignment(&parts)).expect("fits"),
+            parts
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!   any `kafka-protocol` [`Request`] at a version chosen with [`Connection::version`].
 //! - [`TransportError`]: every failure; each one means "drop this connection".
 //! - [`TopicPartition`]: the partition name every layer above shares.
+//! - [`decode_body`]: a response body is decoded only after [`lengths::check_lengths`] found no array
+//!   count its bytes cannot hold (`kafka-protocol` allocates what a count claims before reading it).
 //!
 //! One request in flight at a time: a request the caller abandons (a timeout, a cancelled task) must
 //! drop the connection, since its late answer would arrive in place of the next one. `call` takes
@@ -25,6 +27,8 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt, BufWriter},
     net::TcpStream,
 };
+
+pub mod lengths;
 
 /// Largest response frame accepted by default: a fetch of many partitions at 1 MiB each fits; a bigger
 /// size prefix means we are out of step with the stream.
@@ -268,7 +272,7 @@ impl Connection {
             .map_err(|reason| self.codec(format!("encoding {api:?} v{version}"), reason))?;
             self.write_frame(&frame).await?;
             let body = self.read_frame().await?;
-            decode_body::<R::Response>(body, R::Response::header_version(version), version, id)
+            decode_body::<R::Response>(body, api, R::Response::header_version(version), version, id)
                 .map_err(|reason| {
                     self.codec(format!("decoding {api:?} v{version} response"), reason)
                 })
@@ -301,19 +305,20 @@ impl Connection {
             .map_err(|reason| self.codec(format!("encoding ApiVersions v{version}"), reason))?;
             self.write_frame(&frame).await?;
             let frame = self.read_frame().await?;
-            let response = decode_body::<ApiVersionsResponse>(frame, 0, version, id)
-                .or_else(|reason| {
-                    // A broker answering an unknown version uses v0's layout, which may leave bytes.
-                    if version > 0 {
-                        Ok(ApiVersionsResponse::default()
-                            .with_error_code(ResponseError::UnsupportedVersion.code()))
-                    } else {
-                        Err(reason)
-                    }
-                })
-                .map_err(|reason| {
-                    self.codec(format!("decoding ApiVersions v{version} response"), reason)
-                })?;
+            let response =
+                decode_body::<ApiVersionsResponse>(frame, ApiKey::ApiVersions, 0, version, id)
+                    .or_else(|reason| {
+                        // A broker answering an unknown version uses v0's layout, which may leave bytes.
+                        if version > 0 {
+                            Ok(ApiVersionsResponse::default()
+                                .with_error_code(ResponseError::UnsupportedVersion.code()))
+                        } else {
+                            Err(reason)
+                        }
+                    })
+                    .map_err(|reason| {
+                        self.codec(format!("decoding ApiVersions v{version} response"), reason)
+                    })?;
             if response.error_code == ResponseError::UnsupportedVersion.code() && version > 0 {
                 continue;
             }
@@ -406,10 +411,11 @@ pub fn encode_frame(
 }
 
 /// Decodes a response frame's body (after the size prefix): header at `header_version` with
-/// `correlation_id`, then `T` at `version` with no bytes left over (leftovers mean we decoded the
-/// wrong layout).
+/// `correlation_id`, then `T`, the response of `api`, at `version` with no bytes left over (leftovers
+/// mean we decoded the wrong layout). The body passes [`lengths::check_lengths`] first.
 pub fn decode_body<T: Decodable>(
     mut body: Bytes,
+    api: ApiKey,
     header_version: i16,
     version: i16,
     correlation_id: i32,
@@ -421,6 +427,7 @@ pub fn decode_body<T: Decodable>(
             header.correlation_id
         ));
     }
+    lengths::check_lengths(api, version, &body)?;
     let decoded = T::decode(&mut body, version).map_err(|e| e.to_string())?;
     if body.has_remaining() {
         return Err(format!("{} byte(s) left over", body.remaining()));
@@ -448,14 +455,16 @@ mod tests {
         let body = MetadataResponse::default().with_throttle_time_ms(7);
         let frame = response_frame(5, &body, 12);
         let header = MetadataResponse::header_version(12);
-        let ok: MetadataResponse = decode_body(frame.clone(), header, 12, 5).expect("decodes");
+        let ok: MetadataResponse =
+            decode_body(frame.clone(), ApiKey::Metadata, header, 12, 5).expect("decodes");
         assert_eq!(ok.throttle_time_ms, 7);
-        let err = decode_body::<MetadataResponse>(frame.clone(), header, 12, 6).expect_err("id");
+        let err = decode_body::<MetadataResponse>(frame.clone(), ApiKey::Metadata, header, 12, 6)
+            .expect_err("id");
         assert!(err.contains("correlation id 5"), "{err}");
         let mut longer = BytesMut::from(&frame[..]);
         longer.put_u8(0);
-        let err =
-            decode_body::<MetadataResponse>(longer.freeze(), header, 12, 5).expect_err("left");
+        let err = decode_body::<MetadataResponse>(longer.freeze(), ApiKey::Metadata, header, 12, 5)
+            .expect_err("left");
         assert!(err.contains("left over"), "{err}");
     }
 

@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use fetch::batch;
 use group::{inspect::GroupDescription, ResponseError, TopicPartition};
 use kafka_protocol::{
     messages::{
@@ -21,7 +22,6 @@ use kafka_protocol::{
         ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, TopicName,
     },
     protocol::{Request, StrBytes},
-    records::RecordBatchDecoder,
 };
 use tokio::task::JoinSet;
 
@@ -519,7 +519,8 @@ impl Sampler {
                         let (Some(&offset), Some(records)) = (asked.get(&tp), p.records) else {
                             continue;
                         };
-                        if let Some(ts) = timestamp_at(records, offset) {
+                        if let Some(ts) = batch::timestamp_at(records, offset, batch::MAX_INFLATED)
+                        {
                             out.insert((tp, offset), ts);
                         }
                     }
@@ -623,27 +624,6 @@ fn behind_log_end<'a>(
         }
     }
     wanted
-}
-
-fn timestamp_at(records: bytes::Bytes, offset: i64) -> Option<i64> {
-    let mut buf = records.clone();
-    // The last batch may be cut short by the byte limit: stop at the first that does not decode.
-    while bytes::Buf::has_remaining(&buf) {
-        let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
-            break;
-        };
-        if let Some(r) = set.records.iter().find(|r| r.offset >= offset) {
-            return Some(r.timestamp);
-        }
-    }
-    // RecordBatch v2 header: base offset (8), length (4), leader epoch (4), magic (1), crc (4),
-    // attributes (2), last offset delta (4), base timestamp (8).
-    let header = records.get(..35)?;
-    (header[16] == 2).then(|| {
-        let mut ts = [0u8; 8];
-        ts.copy_from_slice(&header[27..35]);
-        i64::from_be_bytes(ts)
-    })
 }
 
 fn now_ms() -> i64 {

@@ -1,0 +1,412 @@
+//! One record batch's records, decoded by `kafka-protocol` behind the checks it lacks.
+//!
+//! `kafka-protocol` 0.18 trusts three things a batch announces, before it has the bytes:
+//! - the record count: `Vec::reserve(count)` of ~200-byte `Record`s, so a CRC-valid 70-byte batch
+//!   announcing 2^31 records asks for 400 GiB and aborts the process;
+//! - each record's header count: `IndexMap::with_capacity(count)`, the same from inside one record;
+//! - the size a compressed batch inflates to: gzip, lz4 and zstd inflate without a limit (a 64 KiB zstd
+//!   batch can inflate to gigabytes), and raw snappy allocates the length its preamble announces;
+//! - and it adds each record's offset and timestamp deltas to the batch's base unchecked, which
+//!   panics in a build with overflow checks (ours in debug, the fuzz targets) on a corrupt delta.
+//!
+//! So here a batch is inflated by our own streaming decoders, cut off past a limit (by default the
+//! frame limit, [`MAX_INFLATED`]), and its records are walked exactly as `kafka-protocol` will read
+//! them, refusing a record count or header count the bytes cannot hold; only then does
+//! `kafka-protocol` decode it. The fuzz target `fuzz/fuzz_targets/record_batches.rs` asserts that
+//! what decoding allocates stays within a multiple of the input.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use kafka_protocol::{
+    compression::{Decompressor, Snappy},
+    records::{Compression, Record, RecordBatchDecoder},
+};
+
+/// Largest size a batch's records may inflate to: the largest response frame accepted by default.
+/// Brokers limit a batch's compressed size (`max.message.bytes`, 1 MiB by default), not what it
+/// inflates to; librdkafka similarly refuses to inflate past `receive.message.max.bytes`.
+pub const MAX_INFLATED: usize = transport::DEFAULT_MAX_FRAME;
+
+/// Size of the offset and length fields before every batch.
+pub(crate) const LOG_OVERHEAD: usize = 12;
+/// A v2 batch header, from the base offset up to and including the record count.
+pub(crate) const HEADER: usize = 61;
+/// The smallest encoded record: length, attributes, timestamp delta, offset delta, key length, value
+/// length and header count, one byte each.
+const MIN_RECORD: usize = 7;
+/// The smallest encoded record header: key length and value length, one byte each.
+const MIN_HEADER: usize = 2;
+
+/// Decodes the records of `batch`, one whole v2 batch (from its base offset), inflating it to at most
+/// `max_inflated` bytes.
+pub fn decode_batch(batch: Bytes, max_inflated: usize) -> Result<Vec<Record>, String> {
+    if batch.len() < HEADER {
+        return Err(format!(
+            "{} byte batch is shorter than its header",
+            batch.len()
+        ));
+    }
+    if batch[16] != 2 {
+        return Err(format!("magic {}; only format v2 is read", batch[16] as i8));
+    }
+    let be64 = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&batch[at..at + 8]);
+        i64::from_be_bytes(b)
+    };
+    let base = Base {
+        offset: be64(0),
+        timestamp: be64(27),
+    };
+    let count = i32::from_be_bytes([batch[57], batch[58], batch[59], batch[60]]);
+    let count = usize::try_from(count).map_err(|_| format!("negative record count {count}"))?;
+    let mut set = batch;
+    let inflate = |records: &mut Bytes, compression: Compression| -> anyhow::Result<Bytes> {
+        let inflated = inflate(records, compression, max_inflated)?;
+        check_records(&inflated, count, base).map_err(anyhow::Error::msg)?;
+        Ok(inflated)
+    };
+    RecordBatchDecoder::decode_with_custom_compression(&mut set, Some(inflate))
+        .map(|set| set.records)
+        .map_err(|e| e.to_string())
+}
+
+/// The timestamp of the first record at or past `offset` in `records`, one partition's records from a
+/// Fetch (whole batches, the last one possibly cut by the size limit); else, when the first batch is
+/// a v2 batch, its base timestamp. Batches inflate to at most `max_inflated` bytes; reading stops at
+/// the first batch that does not decode.
+pub fn timestamp_at(records: Bytes, offset: i64, max_inflated: usize) -> Option<i64> {
+    let mut rest = records.clone();
+    while rest.len() >= LOG_OVERHEAD {
+        let length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        let Some(size) = usize::try_from(length)
+            .ok()
+            .and_then(|l| l.checked_add(LOG_OVERHEAD))
+            .filter(|&size| size <= rest.len())
+        else {
+            break;
+        };
+        let Ok(decoded) = decode_batch(rest.split_to(size), max_inflated) else {
+            break;
+        };
+        if let Some(r) = decoded.iter().find(|r| r.offset >= offset) {
+            return Some(r.timestamp);
+        }
+    }
+    // RecordBatch v2 header: base offset (8), length (4), leader epoch (4), magic (1), crc (4),
+    // attributes (2), last offset delta (4), base timestamp (8).
+    let header = records.get(..35)?;
+    (header[16] == 2).then(|| {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&header[27..35]);
+        i64::from_be_bytes(ts)
+    })
+}
+
+/// The records section of a batch, inflated to at most `limit` bytes. Uncompressed records are
+/// returned as they are, so their keys and values borrow the fetch buffer.
+fn inflate(records: &mut Bytes, compression: Compression, limit: usize) -> anyhow::Result<Bytes> {
+    let compressed = std::mem::take(records);
+    let capped = |reader: &mut dyn Read| -> anyhow::Result<Bytes> {
+        let mut out = Vec::new();
+        reader
+            .take(u64::try_from(limit)?.saturating_add(1))
+            .read_to_end(&mut out)?;
+        if out.len() > limit {
+            anyhow::bail!("the batch inflates past {limit} bytes");
+        }
+        Ok(out.into())
+    };
+    match compression {
+        Compression::None => Ok(compressed),
+        Compression::Gzip => capped(&mut flate2::read::GzDecoder::new(&compressed[..])),
+        Compression::Lz4 => capped(&mut lz4::Decoder::new(&compressed[..])?),
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(&compressed[..])?;
+            // A frame announces the window it needs, up to 2 GiB, and zstd allocates it (in C, past
+            // any count of ours) before inflating a byte. No window larger than the inflated limit,
+            // but 8 MiB at least: what a producer at Kafka's levels up to 19 declares.
+            let log = usize::BITS - 1 - limit.max(1).leading_zeros();
+            decoder.window_log_max(log.clamp(23, 27))?;
+            capped(&mut decoder)
+        }
+        Compression::Snappy => {
+            let announced = snappy_len(&compressed)?;
+            if announced > limit {
+                anyhow::bail!("the batch announces {announced} bytes inflated, past {limit}");
+            }
+            let mut compressed = compressed;
+            Snappy::decompress(&mut compressed, |out| Ok(std::mem::take(out)))
+        }
+    }
+}
+
+/// What snappy will allocate for `data`: the raw format's preamble, or the sum of the xerial
+/// framing's blocks' preambles (the layout `kafka-protocol`'s snappy decoder reads).
+fn snappy_len(data: &[u8]) -> anyhow::Result<usize> {
+    const XERIAL: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+    let Some(mut rest) = data.strip_prefix(&XERIAL[..]) else {
+        return Ok(snap::raw::decompress_len(data)?);
+    };
+    let mut total = 0usize;
+    while !rest.is_empty() {
+        let (size, after) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| anyhow::anyhow!("truncated snappy block size"))?;
+        let size = u32::from_be_bytes(*size) as usize;
+        let block = after
+            .get(..size)
+            .ok_or_else(|| anyhow::anyhow!("truncated snappy block"))?;
+        total = total.saturating_add(snap::raw::decompress_len(block)?);
+        rest = &after[size..];
+    }
+    Ok(total)
+}
+
+/// A batch's base offset and first timestamp, to which `kafka-protocol` adds each record's deltas.
+#[derive(Debug, Clone, Copy)]
+struct Base {
+    offset: i64,
+    timestamp: i64,
+}
+
+/// Walks `count` records of `data` as `kafka-protocol` reads them (each a varint length, then that
+/// many bytes: attributes, timestamp delta, offset delta, key, value, headers), refusing a record
+/// count or a header count the bytes cannot hold, and an offset or timestamp past `i64`'s range (or
+/// an offset of `i64::MAX`, after which no next offset exists).
+fn check_records(data: &[u8], count: usize, base: Base) -> Result<(), String> {
+    if count.saturating_mul(MIN_RECORD) > data.len() {
+        return Err(format!("{count} records announced in {} bytes", data.len()));
+    }
+    let mut r = Cursor(data);
+    for _ in 0..count {
+        let size = r.varint()?;
+        let size = usize::try_from(size).map_err(|_| format!("negative record size {size}"))?;
+        let mut record = Cursor(r.take(size)?);
+        record.take(1)?; // attributes
+        let timestamp_delta = record.varlong()?;
+        if base.timestamp.checked_add(timestamp_delta).is_none() {
+            return Err(format!(
+                "timestamp {} + {timestamp_delta} overflows",
+                base.timestamp
+            ));
+        }
+        let offset_delta = record.varint()?;
+        if base
+            .offset
+            .checked_add(i64::from(offset_delta))
+            .is_none_or(|offset| offset == i64::MAX)
+        {
+            return Err(format!("offset {} + {offset_delta} overflows", base.offset));
+        }
+        for _ in 0..2 {
+            // key, value
+            match record.varint()? {
+                n if n < -1 => return Err(format!("record field length {n}")),
+                -1 => {}
+                n => {
+                    record.take(n as usize)?;
+                }
+            }
+        }
+        let headers = record.varint()?;
+        let headers =
+            usize::try_from(headers).map_err(|_| format!("negative header count {headers}"))?;
+        if headers.saturating_mul(MIN_HEADER) > record.0.len() {
+            return Err(format!(
+                "{headers} record headers announced in {} bytes",
+                record.0.len()
+            ));
+        }
+        // The headers themselves are read with length checks; kafka-protocol reserves only for them.
+    }
+    Ok(())
+}
+
+/// Reads as `kafka-protocol`'s varint decoders do: at most 5 (10) bytes, bits past 32 (64) dropped.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.0.len() {
+            return Err(format!("{n} byte(s) announced, {} left", self.0.len()));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn unsigned(&mut self, max_bytes: u32) -> Result<u64, String> {
+        let mut value = 0u64;
+        for i in 0..max_bytes {
+            let b = self.take(1)?[0];
+            value |= (u64::from(b) & 0x7f) << (i * 7);
+            if b < 0x80 {
+                break;
+            }
+        }
+        Ok(value)
+    }
+
+    fn varint(&mut self) -> Result<i32, String> {
+        // u32 arithmetic: bits shifted past 32 are lost, as in kafka-protocol's UnsignedVarInt.
+        let zigzag = self.unsigned(5)? as u32;
+        Ok(((zigzag >> 1) as i32) ^ -((zigzag & 1) as i32))
+    }
+
+    fn varlong(&mut self) -> Result<i64, String> {
+        let zigzag = self.unsigned(10)?;
+        Ok(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+    fn batch(count: i64, compression: Compression, value: &[u8]) -> BytesMut {
+        let records: Vec<Record> = (0..count)
+            .map(|offset| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset,
+                sequence: offset as i32,
+                timestamp: 1_700_000_000_000,
+                key: None,
+                value: Some(Bytes::copy_from_slice(value)),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encodes");
+        buf
+    }
+
+    /// Rewrites the batch's CRC after an edit, as a broker would have written it.
+    fn recrc(mut b: BytesMut) -> Bytes {
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b.freeze()
+    }
+
+    #[test]
+    fn every_codec_within_the_limit_decodes() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let records = decode_batch(batch(5, codec, b"value").freeze(), MAX_INFLATED)
+                .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            assert_eq!(records.len(), 5, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_inflating_past_the_limit_is_refused_for_every_codec() {
+        let zeros = vec![0u8; 64 * 1024];
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let b = batch(16, codec, &zeros).freeze();
+            assert!(b.len() < 64 * 1024, "{codec:?} compresses");
+            let err = decode_batch(b.clone(), 256 * 1024).expect_err("too big");
+            assert!(err.contains("262144"), "{codec:?}: {err}");
+            assert_eq!(decode_batch(b, 2 << 20).expect("fits").len(), 16);
+        }
+    }
+
+    #[test]
+    fn the_timestamp_at_an_offset_or_the_first_batch_s() {
+        let mut b = batch(3, Compression::Gzip, b"v");
+        // Base offset 10: records 10, 11, 12, all at the batch's timestamp.
+        b[..8].copy_from_slice(&10i64.to_be_bytes());
+        let b = b.freeze();
+        assert_eq!(
+            timestamp_at(b.clone(), 11, MAX_INFLATED),
+            Some(1_700_000_000_000)
+        );
+        // Past its records: the base timestamp all the same; cut short: the header's.
+        assert_eq!(
+            timestamp_at(b.clone(), 99, MAX_INFLATED),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            timestamp_at(b.slice(..40), 11, MAX_INFLATED),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(timestamp_at(b.slice(..20), 11, MAX_INFLATED), None);
+    }
+
+    #[test]
+    fn a_record_count_the_bytes_cannot_hold_is_refused() {
+        let mut b = batch(2, Compression::None, b"v");
+        b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let err = decode_batch(recrc(b), MAX_INFLATED).expect_err("refused");
+        assert!(err.contains("2147483647 records"), "{err}");
+    }
+
+    #[test]
+    fn a_header_count_the_record_cannot_hold_is_refused() {
+        // One record of 10 bytes: attributes, timestamp and offset deltas 0, null key and value, then
+        // a header count of 2^30 (a zigzag varint) that kafka-protocol would reserve space for.
+        let mut b = batch(1, Compression::None, b"");
+        b.truncate(HEADER);
+        b.put_slice(&[0x14, 0, 0, 0, 1, 1, 0x80, 0x80, 0x80, 0x80, 0x08]);
+        let length = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&length.to_be_bytes());
+        let err = decode_batch(recrc(b), MAX_INFLATED).expect_err("refused");
+        assert!(err.contains("record headers announced"), "{err}");
+    }
+
+    #[test]
+    fn a_timestamp_or_offset_past_i64_is_refused_not_a_panic() {
+        let mut b = batch(1, Compression::None, b"v");
+        b[27..35].copy_from_slice(&i64::MAX.to_be_bytes()); // first timestamp; the record's delta is 0
+        assert!(decode_batch(recrc(b), MAX_INFLATED).is_ok());
+        let mut b = batch(2, Compression::None, b"v");
+        b[27..35].copy_from_slice(&i64::MAX.to_be_bytes());
+        // The second record's timestamp delta: make it 1 (the records carry equal timestamps, 0).
+        let second = b.len() - 8;
+        assert_eq!(b[second + 2], 0, "the second record's timestamp delta");
+        b[second + 2] = 2; // zigzag 1
+        let err = decode_batch(recrc(b), MAX_INFLATED).expect_err("overflows");
+        assert!(err.contains("overflows"), "{err}");
+        let mut b = batch(1, Compression::None, b"v");
+        b[..8].copy_from_slice(&i64::MAX.to_be_bytes()); // base offset; the record's delta is 0
+        let err = decode_batch(recrc(b), MAX_INFLATED).expect_err("no next offset");
+        assert!(err.contains("overflows"), "{err}");
+    }
+
+    #[test]
+    fn a_snappy_preamble_announcing_gigabytes_is_refused_before_allocating() {
+        let mut b = batch(1, Compression::Snappy, b"v");
+        b.truncate(HEADER);
+        b.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0]); // raw snappy announcing 4 GiB - 1
+        let length = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&length.to_be_bytes());
+        let err = decode_batch(recrc(b), MAX_INFLATED).expect_err("refused");
+        assert!(err.contains("4294967295"), "{err}");
+    }
+}
