@@ -40,6 +40,10 @@ RESPONSES = [
     ("ListOffsets", "list_offsets_response", "ListOffsetsResponse"),
     ("Fetch", "fetch_response", "FetchResponse"),
     ("CreateTopics", "create_topics_response", "CreateTopicsResponse"),
+    ("ConsumerGroupHeartbeat", "consumer_group_heartbeat_response", "ConsumerGroupHeartbeatResponse"),
+    ("ConsumerGroupDescribe", "consumer_group_describe_response", "ConsumerGroupDescribeResponse"),
+    ("SaslHandshake", "sasl_handshake_response", "SaslHandshakeResponse"),
+    ("SaslAuthenticate", "sasl_authenticate_response", "SaslAuthenticateResponse"),
 ]
 
 FIXED = {"Int8": 1, "Int16": 2, "Int32": 4, "Int64": 8, "UInt16": 2, "UInt32": 4, "Float64": 8,
@@ -111,6 +115,11 @@ def leaf(expr, field, fields, mode):
     if m:
         s = snake(element(fields[field]))
         return f"walk_{s}(r, version)?;" if mode == "walk" else f"n += min_{s}(version);"
+    m = re.fullmatch(r"types::OptionStruct \{ version \}\.decode\(buf\)\?", expr)
+    if m:
+        # A presence byte, then the struct when it is 1 (ConsumerGroupHeartbeat's assignment).
+        s = snake(element(fields[field]))
+        return f"if r.present()? {{ walk_{s}(r, version)?; }}" if mode == "walk" else "n += 1;"
     m = re.fullmatch(r"types::(Compact)?Array\(types::(\w+)(?: \{ version \})?\)\.decode\(buf\)\?",
                      expr)
     if m:

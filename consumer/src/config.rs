@@ -18,6 +18,27 @@ pub enum OffsetReset {
     Latest,
 }
 
+/// Kafka's `group.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup/Heartbeat; a member computes the assignment.
+    #[default]
+    Classic,
+    /// KIP-848: ConsumerGroupHeartbeat; the broker computes the assignment (Kafka 4.0+).
+    Consumer,
+}
+
+/// The server-side assignors of Apache Kafka (`group.consumer.assignors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteAssignor {
+    /// Spreads partitions evenly, sticky across changes (Kafka's default).
+    Uniform,
+    /// Per topic, contiguous ranges, as the classic `range` assignor.
+    Range,
+}
+
 /// Which records are processed (Kafka's `isolation.level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +100,12 @@ pub struct Config {
     /// `ASSIGNMENT_STRATEGY`: assignors in order of preference.
     #[serde(default = "default_assignors", deserialize_with = "assignors")]
     pub assignment_strategy: Vec<Assignor>,
+    /// `GROUP_PROTOCOL`: `classic` or `consumer` (KIP-848).
+    #[serde(default)]
+    pub group_protocol: GroupProtocol,
+    /// `GROUP_REMOTE_ASSIGNOR`: the broker-side assignor a KIP-848 member asks for.
+    #[serde(default)]
+    pub group_remote_assignor: Option<RemoteAssignor>,
     /// `ISOLATION_LEVEL`: `read_committed` or `read_uncommitted`.
     #[serde(default = "default_isolation")]
     pub isolation_level: IsolationLevel,
@@ -188,6 +215,17 @@ impl Config {
                 || Duration::from_secs(30).min(self.session_timeout.get()),
                 |t| t.get(),
             ),
+            protocol: match self.group_protocol {
+                GroupProtocol::Classic => group::membership::GroupProtocol::Classic,
+                GroupProtocol::Consumer => group::membership::GroupProtocol::Consumer,
+            },
+            remote_assignor: self.group_remote_assignor.map(|a| {
+                match a {
+                    RemoteAssignor::Uniform => "uniform",
+                    RemoteAssignor::Range => "range",
+                }
+                .to_string()
+            }),
             ..group::membership::Config::new(self.group_id.clone(), vec![self.topic.clone()])
         }
     }
@@ -237,6 +275,12 @@ impl Config {
                 ))
             }
             Err(other) => return Err(invalid("SESSION_TIMEOUT", other.to_string())),
+        }
+        if self.group_remote_assignor.is_some() && self.group_protocol == GroupProtocol::Classic {
+            return Err(invalid(
+                "GROUP_REMOTE_ASSIGNOR",
+                "names a broker-side assignor, which only GROUP_PROTOCOL=consumer uses; with the classic protocol choose ASSIGNMENT_STRATEGY".into(),
+            ));
         }
         if self.fetch_max_bytes < 1024 {
             return Err(invalid(

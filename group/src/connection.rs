@@ -145,6 +145,7 @@ impl Connection {
                     ours: wire::supported(api),
                 },
             })?;
+        let version = request.version_for(version);
         request.fit(version);
         let c = &mut self.inner;
         let t = Duration::MAX;
@@ -158,6 +159,12 @@ impl Connection {
             Request::LeaveGroup(r) => Response::LeaveGroup(c.call(&r, version, t).await?),
             Request::Metadata(r) => Response::Metadata(c.call(&r, version, t).await?),
             Request::DescribeGroups(r) => Response::DescribeGroups(c.call(&r, version, t).await?),
+            Request::ConsumerGroupHeartbeat(r) => {
+                Response::ConsumerGroupHeartbeat(c.call(&r, version, t).await?)
+            }
+            Request::ConsumerGroupDescribe(r) => {
+                Response::ConsumerGroupDescribe(c.call(&r, version, t).await?)
+            }
         })
     }
 }

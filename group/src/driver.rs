@@ -19,9 +19,14 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    connection::Connection,
-    membership::{Action, Config, Coordinator, Event, FatalError, Lane, Membership, State, Target},
-    wire::{Request, Response},
+    connection::{Connection, ConnectionError},
+    kip848::Kip848,
+    member::Member,
+    membership::{
+        Action, Config, Coordinator, Event, FatalError, GroupProtocol, Lane, Membership, State,
+        Target,
+    },
+    wire::{Request, Response, WireError},
     TopicPartition,
 };
 
@@ -104,9 +109,13 @@ pub fn spawn(
         assignment: Vec::new(),
         coordinator: None,
     });
+    let membership: Box<dyn Member> = match config.protocol {
+        GroupProtocol::Classic => Box::new(Membership::new(config, now())),
+        GroupProtocol::Consumer => Box::new(Kip848::new(config, now())),
+    };
     let task = Driver {
         config: driver,
-        membership: Membership::new(config, now()),
+        membership,
         events: events_tx,
         commands: commands_rx,
         status: status_tx,
@@ -139,6 +148,8 @@ enum Outcome {
     Answered(Response, Connection),
     /// Connecting, writing, reading or decoding failed.
     Failed(String),
+    /// The broker does not speak the request's API at a version we do.
+    Unsupported(String),
     /// No answer before the deadline.
     TimedOut(Duration),
 }
@@ -157,7 +168,7 @@ struct Flight {
 
 struct Driver {
     config: DriverConfig,
-    membership: Membership,
+    membership: Box<dyn Member>,
     events: mpsc::UnboundedSender<Event>,
     commands: mpsc::UnboundedReceiver<Command>,
     status: watch::Sender<Status>,
@@ -337,6 +348,12 @@ impl Driver {
                 };
                 match conn.call(request).await {
                     Ok(response) => Outcome::Answered(response, conn),
+                    Err(
+                        err @ ConnectionError::Wire {
+                            error: WireError::UnsupportedVersion { .. },
+                            ..
+                        },
+                    ) => Outcome::Unsupported(err.to_string()),
                     Err(err) => Outcome::Failed(err.to_string()),
                 }
             };
@@ -369,6 +386,10 @@ impl Driver {
             // Shutting down: an unanswered request is dropped, not retried.
             (Lane::Main, Outcome::TimedOut(_)) if self.leave_deadline.is_some() => {
                 self.membership.abandon()
+            }
+            (lane, Outcome::Unsupported(reason)) => {
+                self.failed(&format!("{api:?}: {reason}"));
+                self.membership.on_unsupported(now(), lane, &reason);
             }
             (Lane::Main, Outcome::Failed(reason)) => {
                 self.failed(&format!("{api:?}: {reason}"));

@@ -87,6 +87,22 @@ pub struct Config {
     /// `client.rack`, sent in the subscription (v3) for a rack-aware leader on another client. Our
     /// own assignors ignore racks (see docs/rebalancing.md).
     pub rack_id: Option<String>,
+    /// Which group protocol the member speaks.
+    pub protocol: GroupProtocol,
+    /// KIP-848 only: the broker-side assignor to ask for (`uniform`, `range`); `None`: the broker's
+    /// default (the first of `group.consumer.assignors`).
+    pub remote_assignor: Option<String>,
+}
+
+/// `group.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup/Heartbeat, the assignment computed by a member ([`Membership`]).
+    #[default]
+    Classic,
+    /// KIP-848's ConsumerGroupHeartbeat, the assignment computed by the broker
+    /// ([`crate::kip848::Kip848`]).
+    Consumer,
 }
 
 impl Config {
@@ -106,6 +122,8 @@ impl Config {
             retry_backoff_max: Duration::from_secs(5),
             metadata_refresh: Duration::from_secs(30),
             rack_id: None,
+            protocol: GroupProtocol::Classic,
+            remote_assignor: None,
         }
     }
 

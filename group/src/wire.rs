@@ -9,12 +9,14 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::{
     messages::{
-        ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeGroupsRequest,
-        DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
-        HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-        LeaveGroupResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
-        OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, RequestHeader,
-        ResponseHeader, SyncGroupRequest, SyncGroupResponse,
+        ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupDescribeRequest,
+        ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+        ConsumerGroupHeartbeatResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+        FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
+        JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+        MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
+        OffsetFetchRequest, OffsetFetchResponse, RequestHeader, ResponseHeader, SyncGroupRequest,
+        SyncGroupResponse,
     },
     protocol::{Decodable, Encodable, StrBytes, VersionRange},
 };
@@ -41,6 +43,10 @@ pub enum Request {
     Metadata(MetadataRequest),
     /// A group's state and members (for lag tools; members never send it).
     DescribeGroups(DescribeGroupsRequest),
+    /// The KIP-848 member's one request: join, heartbeat, acknowledge, leave.
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    /// A KIP-848 group's members, assignments and epochs (for lag tools).
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
 }
 
 /// The broker's answer to a [`Request`].
@@ -65,6 +71,10 @@ pub enum Response {
     Metadata(MetadataResponse),
     /// Answer to [`Request::DescribeGroups`].
     DescribeGroups(DescribeGroupsResponse),
+    /// Answer to [`Request::ConsumerGroupHeartbeat`].
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
+    /// Answer to [`Request::ConsumerGroupDescribe`].
+    ConsumerGroupDescribe(ConsumerGroupDescribeResponse),
 }
 
 /// What went wrong on the wire.
@@ -93,7 +103,9 @@ pub enum WireError {
 
 /// The versions we implement, per API. The minimums are where a field we rely on appeared
 /// (JoinGroup v1: rebalance timeout; OffsetFetch v1 and OffsetCommit v2: `kafka-protocol`'s floor;
-/// Metadata v1: null topics meaning "none").
+/// Metadata v1: null topics meaning "none"). OffsetFetch v8+ batches groups: a request in the
+/// single-group layout is sent at v7 at most (see [`Request::version_for`]); v9 carries a KIP-848
+/// member's id and epoch. OffsetCommit v9 only changes what the broker checks, not the layout.
 pub fn supported(api: ApiKey) -> VersionRange {
     let (min, max) = match api {
         ApiKey::ApiVersions => (0, 3),
@@ -101,19 +113,21 @@ pub fn supported(api: ApiKey) -> VersionRange {
         ApiKey::JoinGroup => (1, 9),
         ApiKey::SyncGroup => (0, 5),
         ApiKey::Heartbeat => (0, 4),
-        ApiKey::OffsetFetch => (1, 7),
-        ApiKey::OffsetCommit => (2, 8),
+        ApiKey::OffsetFetch => (1, 9),
+        ApiKey::OffsetCommit => (2, 9),
         ApiKey::LeaveGroup => (0, 5),
         ApiKey::Metadata => (1, 12),
         ApiKey::DescribeGroups => (0, 5),
+        ApiKey::ConsumerGroupHeartbeat => (0, 1),
+        ApiKey::ConsumerGroupDescribe => (0, 1),
         _ => (0, -1),
     };
     VersionRange { min, max }
 }
 
-/// The APIs the group client uses, after ApiVersions. A member sends all but DescribeGroups, which
-/// only [`crate::inspect`] needs: see [`OPTIONAL_APIS`].
-pub const GROUP_APIS: [ApiKey; 9] = [
+/// The APIs the group client uses, after ApiVersions. A classic member sends the first eight; the
+/// rest are [`OPTIONAL_APIS`].
+pub const GROUP_APIS: [ApiKey; 11] = [
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,
     ApiKey::SyncGroup,
@@ -123,10 +137,18 @@ pub const GROUP_APIS: [ApiKey; 9] = [
     ApiKey::LeaveGroup,
     ApiKey::Metadata,
     ApiKey::DescribeGroups,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 /// APIs a broker may lack without failing negotiation; calling one it lacks fails that call.
-pub const OPTIONAL_APIS: [ApiKey; 1] = [ApiKey::DescribeGroups];
+/// DescribeGroups is for [`crate::inspect`] only; the KIP-848 APIs need Kafka 4.0 (or 3.7+ with the
+/// early-access protocol enabled), and only a member configured for that protocol sends them.
+pub const OPTIONAL_APIS: [ApiKey; 3] = [
+    ApiKey::DescribeGroups,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
+];
 
 /// Negotiated versions of one connection, indexed by API key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -179,6 +201,17 @@ impl Request {
             Self::LeaveGroup(_) => ApiKey::LeaveGroup,
             Self::Metadata(_) => ApiKey::Metadata,
             Self::DescribeGroups(_) => ApiKey::DescribeGroups,
+            Self::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
+            Self::ConsumerGroupDescribe(_) => ApiKey::ConsumerGroupDescribe,
+        }
+    }
+
+    /// The version to send this request at, given the `negotiated` one: a single-group OffsetFetch
+    /// stops at v7 (v8 moved the group into a list; the KIP-848 member fills that list and needs v9).
+    pub fn version_for(&self, negotiated: i16) -> i16 {
+        match self {
+            Self::OffsetFetch(r) if r.groups.is_empty() => negotiated.min(7),
+            _ => negotiated,
         }
     }
 
@@ -273,6 +306,7 @@ impl Request {
                     r.include_authorized_operations = false;
                 }
             }
+            Self::ConsumerGroupHeartbeat(_) | Self::ConsumerGroupDescribe(_) => {}
         }
     }
 
@@ -298,6 +332,8 @@ impl Request {
                 Self::LeaveGroup(r) => r.encode(buf, version),
                 Self::Metadata(r) => r.encode(buf, version),
                 Self::DescribeGroups(r) => r.encode(buf, version),
+                Self::ConsumerGroupHeartbeat(r) => r.encode(buf, version),
+                Self::ConsumerGroupDescribe(r) => r.encode(buf, version),
             },
         )
     }
@@ -364,6 +400,12 @@ pub fn decode_response(
         ApiKey::LeaveGroup => body_of(&mut body, version).map(Response::LeaveGroup),
         ApiKey::Metadata => body_of(&mut body, version).map(Response::Metadata),
         ApiKey::DescribeGroups => body_of(&mut body, version).map(Response::DescribeGroups),
+        ApiKey::ConsumerGroupHeartbeat => {
+            body_of(&mut body, version).map(Response::ConsumerGroupHeartbeat)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            body_of(&mut body, version).map(Response::ConsumerGroupDescribe)
+        }
         other => Err(format!("{other:?} is not a group API")),
     }
     .map_err(codec)?;
@@ -435,7 +477,17 @@ mod tests {
     fn negotiates_the_highest_common_version() {
         let v = Versions::negotiate(&broker_with(20)).expect("negotiates");
         assert_eq!(v.get(ApiKey::JoinGroup), Some(9));
-        assert_eq!(v.get(ApiKey::OffsetFetch), Some(7));
+        assert_eq!(v.get(ApiKey::OffsetFetch), Some(9));
+        let single = Request::OffsetFetch(OffsetFetchRequest::default());
+        assert_eq!(
+            single.version_for(9),
+            7,
+            "the single-group layout ends at v7"
+        );
+        let batched = Request::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
+            kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup::default(),
+        ]));
+        assert_eq!(batched.version_for(9), 9);
         let v = Versions::negotiate(&broker_with(4)).expect("negotiates");
         assert_eq!(v.get(ApiKey::JoinGroup), Some(4));
     }
@@ -501,10 +553,19 @@ mod tests {
             Request::DescribeGroups(
                 DescribeGroupsRequest::default().with_include_authorized_operations(true),
             ),
+            Request::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                    .with_instance_id(Some(StrBytes::from_static_str("pod-0")))
+                    .with_subscribed_topic_names(Some(vec![])),
+            ),
+            Request::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default()),
         ];
         for request in requests {
             let range = supported(request.api_key());
             for version in range.min..=range.max {
+                // As Connection::call does.
+                let version = request.version_for(version);
                 let mut fitted = request.clone();
                 fitted.fit(version);
                 fitted

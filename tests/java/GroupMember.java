@@ -9,6 +9,9 @@
 //                   on stdout, the seed's per-message work; `assigned <count>` and `revoked` on stderr.
 // --topic takes a comma-separated list; --rack sets client.rack (KIP-881 rack-aware assignors);
 // --assignors range,roundrobin,cooperative-sticky sets partition.assignment.strategy.
+// --protocol consumer sets group.protocol=consumer (KIP-848): the broker assigns and times the
+// heartbeats, so --assignors and the shortened heartbeat and session are not sent (Java refuses
+// them); --remote-assignor uniform|range sets group.remote.assignor.
 // Timers are shortened for tests (500 ms heartbeats, 6 s session, 1 s commits) unless --defaults.
 // Leaves the group cleanly (final commit, LeaveGroup) on SIGTERM/SIGINT or after --seconds.
 //
@@ -50,7 +53,7 @@ public final class GroupMember {
                 args.put(argv[i], argv[++i]);
             } else {
                 System.err.println("usage: GroupMember --brokers B --group G --topic T [--seconds S] "
-                        + "[--output events|seed] [--client-id C] [--rack R] [--assignors A,B] [--defaults]");
+                        + "[--output events|seed] [--client-id C] [--rack R] [--assignors A,B] [--protocol classic|consumer] [--remote-assignor A] [--defaults]");
                 System.exit(2);
             }
         }
@@ -79,6 +82,13 @@ public final class GroupMember {
             }
             config.put("partition.assignment.strategy", String.join(",", strategy));
         }
+        boolean kip848 = args.getOrDefault("--protocol", "classic").equals("consumer");
+        if (kip848) {
+            config.put("group.protocol", "consumer");
+            if (args.containsKey("--remote-assignor")) {
+                config.put("group.remote.assignor", args.get("--remote-assignor"));
+            }
+        }
         if (args.containsKey("--rack")) {
             config.put("client.rack", args.get("--rack"));
         }
@@ -87,8 +97,10 @@ public final class GroupMember {
         config.put("key.deserializer", ByteArrayDeserializer.class.getName());
         config.put("value.deserializer", ByteArrayDeserializer.class.getName());
         if (!defaults) {
-            config.put("heartbeat.interval.ms", "500");
-            config.put("session.timeout.ms", "6000");
+            if (!kip848) {
+                config.put("heartbeat.interval.ms", "500");
+                config.put("session.timeout.ms", "6000");
+            }
             config.put("auto.commit.interval.ms", "1000");
         }
 

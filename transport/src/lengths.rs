@@ -53,6 +53,12 @@ impl<'a> Reader<'a> {
         Ok(*head)
     }
 
+    /// The presence byte of an optional struct: `kafka-protocol` decodes the struct when it is 1.
+    pub(crate) fn present(&mut self) -> Result<bool, String> {
+        let [b] = self.take::<1>()?;
+        Ok(b as i8 == 1)
+    }
+
     /// `kafka-protocol`'s unsigned varint: at most 5 bytes, the bits past 32 dropped as it drops them.
     pub(crate) fn uvarint(&mut self) -> Result<u32, String> {
         let mut value = 0u32;

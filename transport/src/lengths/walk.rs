@@ -34,6 +34,16 @@ pub(crate) fn walk(api: ApiKey, version: i16, body: &[u8]) -> Option<Walked> {
         ApiKey::ListOffsets => list_offsets_response::walk_list_offsets_response(r, version),
         ApiKey::Fetch => fetch_response::walk_fetch_response(r, version),
         ApiKey::CreateTopics => create_topics_response::walk_create_topics_response(r, version),
+        ApiKey::ConsumerGroupHeartbeat => {
+            consumer_group_heartbeat_response::walk_consumer_group_heartbeat_response(r, version)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            consumer_group_describe_response::walk_consumer_group_describe_response(r, version)
+        }
+        ApiKey::SaslHandshake => sasl_handshake_response::walk_sasl_handshake_response(r, version),
+        ApiKey::SaslAuthenticate => {
+            sasl_authenticate_response::walk_sasl_authenticate_response(r, version)
+        }
         _ => return None,
     })
 }
@@ -2312,6 +2322,301 @@ mod create_topics_response {
             n += 4;
         }
         if version >= 5 {
+            n += 1;
+        }
+        n
+    }
+}
+
+mod consumer_group_heartbeat_response {
+    use super::*;
+
+    fn walk_assignment(r: &mut Reader<'_>, version: i16) -> Walked {
+        r.compact_array(min_topic_partitions(version), |r| {
+            walk_topic_partitions(r, version)
+        })?;
+        let num_tagged_fields = r.uvarint()?;
+        for _ in 0..num_tagged_fields {
+            let tag: u32 = r.uvarint()?;
+            let size: u32 = r.uvarint()?;
+            r.skip(size as usize)?;
+        }
+        Ok(())
+    }
+
+    fn min_assignment(version: i16) -> usize {
+        let mut n = 0;
+        n += 1;
+        n += 1;
+        n
+    }
+
+    pub(super) fn walk_consumer_group_heartbeat_response(
+        r: &mut Reader<'_>,
+        version: i16,
+    ) -> Walked {
+        r.fixed(4)?;
+        r.fixed(2)?;
+        r.compact_string()?;
+        r.compact_string()?;
+        r.fixed(4)?;
+        r.fixed(4)?;
+        if r.present()? {
+            walk_assignment(r, version)?;
+        }
+        let num_tagged_fields = r.uvarint()?;
+        for _ in 0..num_tagged_fields {
+            let tag: u32 = r.uvarint()?;
+            let size: u32 = r.uvarint()?;
+            r.skip(size as usize)?;
+        }
+        Ok(())
+    }
+
+    fn min_consumer_group_heartbeat_response(version: i16) -> usize {
+        let mut n = 0;
+        n += 4;
+        n += 2;
+        n += 1;
+        n += 1;
+        n += 4;
+        n += 4;
+        n += 1;
+        n += 1;
+        n
+    }
+
+    fn walk_topic_partitions(r: &mut Reader<'_>, version: i16) -> Walked {
+        r.fixed(16)?;
+        r.compact_array(4, |r| r.fixed(4))?;
+        let num_tagged_fields = r.uvarint()?;
+        for _ in 0..num_tagged_fields {
+            let tag: u32 = r.uvarint()?;
+            let size: u32 = r.uvarint()?;
+            r.skip(size as usize)?;
+        }
+        Ok(())
+    }
+
+    fn min_topic_partitions(version: i16) -> usize {
+        let mut n = 0;
+        n += 16;
+        n += 1;
+        n += 1;
+        n
+    }
+}
+
+mod consumer_group_describe_response {
+    use super::*;
+
+    fn walk_assignment(r: &mut Reader<'_>, version: i16) -> Walked {
+        r.compact_array(min_topic_partitions(version), |r| {
+            walk_topic_partitions(r, version)
+        })?;
+        let num_tagged_fields = r.uvarint()?;
+        for _ in 0..num_tagged_fields {
+            let tag: u32 = r.uvarint()?;
+            let size: u32 = r.uvarint()?;
+            r.skip(size as usize)?;
+        }
+        Ok(())
+    }
+
+    fn min_assignment(version: i16) -> usize {
+        let mut n = 0;
+        n += 1;
+        n += 1;
+        n
+    }
+
+    pub(super) fn walk_consumer_group_describe_response(
+        r: &mut Reader<'_>,
+        version: i16,
+    ) -> Walked {
+        r.fixed(4)?;
+        r.compact_array(min_described_group(version), |r| {
+            walk_described_group(r, version)
+        })?;
+        let num_tagged_fields = r.uvarint()?;
+        for _ in 0..num_tagged_fields {
+            let tag: u32 = r.uvarint()?;
+            let size: u32 = r.uvarint()?;
+            r.skip(size as usize)?;
+        }
+        Ok(())
+    }
+
+    fn min_consumer_group_describe_response(version: i16) -> usize {
+        let mut n = 0;
+        n += 4;
+        n += 1;
+        n += 1;
+        n
+    }
+
+    fn walk_described_group(r: &mut Reader<'_>, version: i16) -> Walked {
+        r.fixed(2)?;
+        r.compact_string()?;
+        r.compact_string()?;
+        r.compact_string()?;
+        r.fixed(4)?;
+        r.fixed(4)?;
+        r.compact_string()?;
+        r.compact_array(min_member(version), |r| walk_member(r, version))?;
+        r.fixed(4)?;
+        let num_tagged_fields = r.uvarint()?;
+        for _ in 0..num_tagged_fields {
+            let tag: u32 = r.uvarint()?;
+            let size: u32 = r.uvarint()?;
+            r.skip(size as usize)?;
+        }
+        Ok(())
+    }
+
+    fn min_described_group(version: i16) -> usize {
+        let mut n = 0;
+        n += 2;
+        n += 1;
+        n += 1;
+        n += 1;
+        n += 4;
+        n += 4;
+        n += 1;
+        n += 1;
+        n += 4;
+        n += 1;
+        n
+    }
+
+    fn walk_member(r: &mut Reader<'_>, version: i16) -> Walked {
+        r.compact_string()?;
+        r.compact_string()?;
+        r.compact_string()?;
+        r.fixed(4)?;
+        r.compact_string()?;
+        r.compact_string()?;
+        r.compact_array(1, |r| r.compact_string())?;
+        r.compact_string()?;
+        walk_assignment(r, version)?;
+        walk_assignment(r, version)?;
+        if version >= 1 {
+            r.fixed(1)?;
+        }
+        let num_tagged_fields = r.uvarint()?;
+        for _ in 0..num_tagged_fields {
+            let tag: u32 = r.uvarint()?;
+            let size: u32 = r.uvarint()?;
+            r.skip(size as usize)?;
+        }
+        Ok(())
+    }
+
+    fn min_member(version: i16) -> usize {
+        let mut n = 0;
+        n += 1;
+        n += 1;
+        n += 1;
+        n += 4;
+        n += 1;
+        n += 1;
+        n += 1;
+        n += 1;
+        n += min_assignment(version);
+        n += min_assignment(version);
+        if version >= 1 {
+            n += 1;
+        }
+        n += 1;
+        n
+    }
+
+    fn walk_topic_partitions(r: &mut Reader<'_>, version: i16) -> Walked {
+        r.fixed(16)?;
+        r.compact_string()?;
+        r.compact_array(4, |r| r.fixed(4))?;
+        let num_tagged_fields = r.uvarint()?;
+        for _ in 0..num_tagged_fields {
+            let tag: u32 = r.uvarint()?;
+            let size: u32 = r.uvarint()?;
+            r.skip(size as usize)?;
+        }
+        Ok(())
+    }
+
+    fn min_topic_partitions(version: i16) -> usize {
+        let mut n = 0;
+        n += 16;
+        n += 1;
+        n += 1;
+        n += 1;
+        n
+    }
+}
+
+mod sasl_handshake_response {
+    use super::*;
+
+    pub(super) fn walk_sasl_handshake_response(r: &mut Reader<'_>, version: i16) -> Walked {
+        r.fixed(2)?;
+        r.array(2, |r| r.string())?;
+        Ok(())
+    }
+
+    fn min_sasl_handshake_response(version: i16) -> usize {
+        let mut n = 0;
+        n += 2;
+        n += 4;
+        n
+    }
+}
+
+mod sasl_authenticate_response {
+    use super::*;
+
+    pub(super) fn walk_sasl_authenticate_response(r: &mut Reader<'_>, version: i16) -> Walked {
+        r.fixed(2)?;
+        if version >= 2 {
+            r.compact_string()?;
+        } else {
+            r.string()?;
+        }
+        if version >= 2 {
+            r.compact_bytes()?;
+        } else {
+            r.bytes()?;
+        }
+        if version >= 1 {
+            r.fixed(8)?;
+        }
+        if version >= 2 {
+            let num_tagged_fields = r.uvarint()?;
+            for _ in 0..num_tagged_fields {
+                let tag: u32 = r.uvarint()?;
+                let size: u32 = r.uvarint()?;
+                r.skip(size as usize)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn min_sasl_authenticate_response(version: i16) -> usize {
+        let mut n = 0;
+        n += 2;
+        if version >= 2 {
+            n += 1;
+        } else {
+            n += 2;
+        }
+        if version >= 2 {
+            n += 1;
+        } else {
+            n += 4;
+        }
+        if version >= 1 {
+            n += 8;
+        }
+        if version >= 2 {
             n += 1;
         }
         n
