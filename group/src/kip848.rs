@@ -560,11 +560,19 @@ impl Kip848 {
                 }
             }
         }
-        self.failures = 0;
         self.reconcile();
-        if self.needs_metadata {
-            // Still unknown (a topic just created): ask again after a pause, not at once.
+        let known: BTreeSet<&str> = self.topic_names.values().map(String::as_str).collect();
+        if self.needs_metadata
+            || self
+                .config
+                .topics
+                .iter()
+                .any(|t| !known.contains(t.as_str()))
+        {
+            // Still unknown (a topic not created yet): ask again after a growing pause.
             self.backoff(now);
+        } else {
+            self.failures = 0;
         }
     }
 
@@ -801,7 +809,14 @@ impl Kip848 {
             }
             _ => {}
         }
-        if self.needs_metadata || (self.topic_names.is_empty() && !self.config.topics.is_empty()) {
+        let known: BTreeSet<&str> = self.topic_names.values().map(String::as_str).collect();
+        if self.needs_metadata
+            || self
+                .config
+                .topics
+                .iter()
+                .any(|t| !known.contains(t.as_str()))
+        {
             let topics = self
                 .config
                 .topics
@@ -1060,3 +1075,7 @@ impl Member for Kip848 {
         self.assigned_epoch
     }
 }
+
+#[cfg(test)]
+#[path = "kip848_tests.rs"]
+mod tests;
