@@ -30,6 +30,7 @@ fn ours(api: ApiKey) -> VersionRange {
         ApiKey::ListOffsets => (1, 8),
         ApiKey::Fetch => (4, 12),
         ApiKey::CreateTopics => (2, 7),
+        ApiKey::ConsumerGroupDescribe => (0, 1),
         _ => (0, -1),
     };
     VersionRange { min, max }

@@ -345,6 +345,7 @@ impl Reader {
                 state: "Dead".into(),
                 protocol: String::new(),
                 members: Vec::new(),
+                epochs: None,
             },
             other => other?,
         };
@@ -608,6 +609,8 @@ pub fn render_table(
         "PreparingRebalance" | "CompletingRebalance" => {
             format!("REBALANCING ({})", snap.group_state)
         }
+        // KIP-848: the broker is computing a new assignment, or members are moving to it.
+        "Assigning" | "Reconciling" => format!("RECONCILING ({})", snap.group_state),
         "Empty" => "EMPTY (no members)".to_string(),
         other => other.to_string(),
     };
@@ -618,6 +621,40 @@ pub fn render_table(
         snap.members.len(),
         secs(max_time)
     );
+    if let Some((group_epoch, assignment_epoch)) = sample.group.epochs {
+        let _ = writeln!(
+            out,
+            "protocol: consumer (KIP-848), assignor {}, group epoch {group_epoch}, assignment epoch {assignment_epoch}",
+            if sample.group.protocol.is_empty() { "?" } else { sample.group.protocol.as_str() },
+        );
+    }
+    for m in sample.group.members.iter().filter(|m| m.reconciling()) {
+        let on_topic = |parts: &[TopicPartition]| {
+            let list: Vec<String> = parts
+                .iter()
+                .filter(|tp| tp.topic == sample.topic)
+                .map(|tp| tp.partition.to_string())
+                .collect();
+            if list.is_empty() {
+                "-".to_string()
+            } else {
+                list.join(",")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "reconciling: {} ({}) at epoch {} owns {} and is moving to {}",
+            m.member_id,
+            if m.client_id.is_empty() {
+                "-"
+            } else {
+                m.client_id.as_str()
+            },
+            m.member_epoch.map_or("?".into(), |e| e.to_string()),
+            on_topic(&m.assignment),
+            on_topic(m.target.as_deref().unwrap_or_default()),
+        );
+    }
     if no_commit {
         let from = match reset {
             Reset::Earliest => "the log start (auto.offset.reset=earliest)",
@@ -738,6 +775,16 @@ pub fn render_json(
         "group": group,
         "topic": sample.topic,
         "group_state": snap.group_state,
+        "group_protocol": if sample.group.epochs.is_some() { "consumer" } else { "classic" },
+        "group_epoch": sample.group.epochs.map(|e| e.0),
+        "assignment_epoch": sample.group.epochs.map(|e| e.1),
+        "reconciling": sample.group.members.iter().filter(|m| m.reconciling()).map(|m| json!({
+            "consumer_id": m.member_id,
+            "client_id": m.client_id,
+            "member_epoch": m.member_epoch,
+            "assigned": m.assignment.iter().map(|tp| tp.partition).collect::<Vec<_>>(),
+            "target": m.target.iter().flatten().map(|tp| tp.partition).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "members": snap.members.len(),
         "total_lag": snap.partitions.iter().map(|p| lag::lag(p, reset).messages).sum::<i64>(),
         "partitions": partitions,
@@ -797,10 +844,48 @@ mod tests {
                     assignment: Vec::new(),
                     topics: vec!["t".into()],
                     rack: None,
+                    member_epoch: None,
+                    target: None,
                 }],
+                epochs: None,
             },
         };
         (sample, history.forecast(Reset::Earliest).expect("forecast"))
+    }
+
+    #[test]
+    fn a_kip848_member_still_reconciling_is_shown_as_such() {
+        let (mut sample, _) = watched(6, 6);
+        sample.snapshot.group_state = "Reconciling".into();
+        sample.group.state = "Reconciling".into();
+        sample.group.protocol = "uniform".into();
+        sample.group.epochs = Some((7, 7));
+        let m = &mut sample.group.members[0];
+        m.member_epoch = Some(6);
+        m.assignment = (0..9).map(|p| TopicPartition::new("t", p)).collect();
+        m.target = Some((0..3).map(|p| TopicPartition::new("t", p)).collect());
+        let table = render_table("g", &sample, None, Reset::Earliest);
+        assert!(table.contains("RECONCILING (Reconciling)"), "{table}");
+        assert!(
+            table.contains(
+                "protocol: consumer (KIP-848), assignor uniform, group epoch 7, assignment epoch 7"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "reconciling: m0 (c0) at epoch 6 owns 0,1,2,3,4,5,6,7,8 and is moving to 0,1,2"
+            ),
+            "{table}"
+        );
+        let json = render_json("g", &sample, None, Reset::Earliest);
+        assert_eq!(json["group_protocol"], "consumer");
+        assert_eq!(json["reconciling"][0]["target"], json!([0, 1, 2]));
+        // Once it owns its target, it is no longer listed.
+        let m = &mut sample.group.members[0];
+        m.assignment = m.target.clone().unwrap_or_default();
+        let table = render_table("g", &sample, None, Reset::Earliest);
+        assert!(!table.contains("reconciling:"), "{table}");
     }
 
     #[test]

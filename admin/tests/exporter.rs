@@ -747,3 +747,55 @@ fn sample_time_at_scale() {
     );
     exporter.stop();
 }
+
+/// A KIP-848 group (our consumer with `GROUP_PROTOCOL=consumer`), which DescribeGroups does not know,
+/// is exported through ConsumerGroupDescribe: its members, its state and its lag.
+#[test]
+fn a_kip848_group_is_exported_like_a_classic_one() {
+    let broker = Broker::shared_kafka();
+    let addr = broker.addr();
+    let (topic, group) = (unique("exp848"), unique("exp848-group"));
+    testkit::create_topic(&addr, &topic, 3);
+    produce::produce_seq(&addr, &topic, 3, "p", 30);
+    let exporter = Exporter::start(&addr, &[("GROUP_FILTER", &group)]);
+    let mut consumer = Spawned::start(
+        "consumer",
+        &testkit::workspace_bin("consumer"),
+        &[
+            ("KAFKA_BROKERS", addr.as_str()),
+            ("TOPIC", topic.as_str()),
+            ("GROUP_ID", group.as_str()),
+            ("GROUP_PROTOCOL", "consumer"),
+            ("METRICS_ADDR", ""),
+            ("AUTO_COMMIT_INTERVAL", "500ms"),
+        ],
+    );
+    let (g, t) = (group.as_str(), topic.as_str());
+    let mut seen = BTreeSet::new();
+    exporter.until(
+        "the KIP-848 group, stable with its lag at 0",
+        &mut seen,
+        |s| {
+            (get(s, "kafka_consumergroup_members", &[("consumergroup", g)]) == Some(1.0)
+                && get(
+                    s,
+                    "kafka_consumergroup_state",
+                    &[("consumergroup", g), ("state", "Stable")],
+                ) == Some(1.0)
+                && (0..3).all(|p| {
+                    get(
+                        s,
+                        "kafka_consumergroup_lag",
+                        &[
+                            ("consumergroup", g),
+                            ("topic", t),
+                            ("partition", &p.to_string()),
+                        ],
+                    ) == Some(0.0)
+                }))
+            .then_some(())
+        },
+    );
+    assert_eq!(consumer.terminate(Duration::from_secs(15)), Some(0));
+    exporter.stop();
+}

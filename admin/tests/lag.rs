@@ -418,3 +418,59 @@ fn agrees_with_kafka_consumer_groups_partition_by_partition() {
         (Some(10), Some(14), Some(4))
     );
 }
+
+/// A KIP-848 group (our consumer with `GROUP_PROTOCOL=consumer`) is described through
+/// ConsumerGroupDescribe: its protocol, epochs and members, and the same numbers as Kafka's tool.
+#[test]
+fn a_kip848_group_is_described_with_its_epochs_and_members() {
+    let broker = Broker::shared_kafka();
+    let topic = unique("k848-lag");
+    testkit::create_topic(&broker.addr(), &topic, 3);
+    produce::produce_seq(&broker.addr(), &topic, 3, "p", 30);
+    let group = unique("g");
+    let addr = broker.addr();
+    let mut c = start_consumer(
+        broker,
+        &topic,
+        &group,
+        &[
+            ("GROUP_PROTOCOL", "consumer"),
+            ("AUTO_COMMIT_INTERVAL", "500ms"),
+            ("CLIENT_ID", "k848-member"),
+        ],
+    );
+    let ours = wait_for(
+        "admin lag to show the member and its commits",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || {
+            let (code, out, _) = admin_lag(
+                broker,
+                &["--group", &group, "--topic", &topic, "--format", "json"],
+            );
+            let v: Value = serde_json::from_str(out.trim()).ok()?;
+            (code == Some(0) && v["members"] == 1 && v["total_lag"] == 0).then_some(v)
+        },
+    );
+    assert_eq!(ours["group_protocol"], "consumer", "{ours}");
+    assert_eq!(ours["group_state"], "Stable", "{ours}");
+    assert!(ours["group_epoch"].as_i64() > Some(0), "{ours}");
+    for p in ours["partitions"].as_array().expect("partitions") {
+        assert_eq!(p["client_id"], "k848-member", "{ours}");
+        assert_eq!(p["current_offset"], 10, "{ours}");
+    }
+    let kafka = testkit::java::describe_group(&addr, &group);
+    assert_eq!(kafka.len(), 3, "{kafka:?}");
+    for k in &kafka {
+        assert_eq!(k.lag, Some(0), "{kafka:?}");
+    }
+    let (code, table, err) = admin_lag(broker, &["--group", &group, "--topic", &topic]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(table.contains("protocol: consumer (KIP-848)"), "{table}");
+    assert_eq!(
+        c.terminate(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        c.stderr()
+    );
+}

@@ -1,11 +1,13 @@
-//! Looking at a group from outside, as lag tools do: its state and members (DescribeGroups) and its
-//! committed offsets (OffsetFetch), from the group coordinator. Works for groups of any client.
+//! Looking at a group from outside, as lag tools do: its state and members (ConsumerGroupDescribe for a
+//! KIP-848 group, DescribeGroups for a classic one) and its committed offsets (OffsetFetch), from the
+//! group coordinator. Works for groups of any client.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use kafka_protocol::{
     messages::{
-        describe_groups_response::DescribedGroup, offset_fetch_request::OffsetFetchRequestTopic,
+        consumer_group_describe_response, describe_groups_response::DescribedGroup,
+        offset_fetch_request::OffsetFetchRequestTopic, ApiKey, ConsumerGroupDescribeRequest,
         DescribeGroupsRequest, FindCoordinatorRequest, GroupId, OffsetFetchRequest, TopicName,
     },
     protocol::StrBytes,
@@ -59,17 +61,38 @@ pub struct MemberDescription {
     pub topics: Vec<String>,
     /// Its `client.rack`, when its subscription carries one (v3+).
     pub rack: Option<String>,
+    /// KIP-848: the member's epoch (`None` in a classic group).
+    pub member_epoch: Option<i32>,
+    /// KIP-848: the assignment the broker wants it to reach (`None` in a classic group).
+    pub target: Option<Vec<TopicPartition>>,
+}
+
+impl MemberDescription {
+    /// A KIP-848 member that does not own its target assignment yet: revoking, or waiting for
+    /// partitions another member still holds.
+    pub fn reconciling(&self) -> bool {
+        self.target.as_ref().is_some_and(|target| {
+            let mut owned = self.assignment.clone();
+            let mut target = target.clone();
+            owned.sort();
+            target.sort();
+            owned != target
+        })
+    }
 }
 
 /// A group as DescribeGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDescription {
-    /// `Stable`, `PreparingRebalance`, `CompletingRebalance`, `Empty` or `Dead`.
+    /// Classic: `Stable`, `PreparingRebalance`, `CompletingRebalance`, `Empty` or `Dead`; KIP-848:
+    /// `Stable`, `Assigning`, `Reconciling`, `Empty` or `Dead`.
     pub state: String,
-    /// The chosen assignor.
+    /// The chosen assignor (KIP-848: the broker's).
     pub protocol: String,
     /// Members.
     pub members: Vec<MemberDescription>,
+    /// KIP-848: the group epoch and the epoch of its target assignment (`None`: a classic group).
+    pub epochs: Option<(i32, i32)>,
 }
 
 /// Connects to the coordinator of `group` through the first bootstrap broker that answers.
@@ -149,15 +172,88 @@ impl GroupDescription {
                             .map(|s| s.topics.clone())
                             .unwrap_or_default(),
                         rack: subscription.and_then(|s| s.rack_id),
+                        member_epoch: None,
+                        target: None,
                     }
                 })
                 .collect(),
+            epochs: None,
+        }
+    }
+
+    /// From one group of a ConsumerGroupDescribe response (its error code already checked).
+    pub fn from_consumer_group(g: consumer_group_describe_response::DescribedGroup) -> Self {
+        fn partitions(a: &consumer_group_describe_response::Assignment) -> Vec<TopicPartition> {
+            a.topic_partitions
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| TopicPartition::new(t.topic_name.0.as_str(), *p))
+                })
+                .collect()
+        }
+        Self {
+            state: g.group_state.to_string(),
+            protocol: g.assignor_name.to_string(),
+            members: g
+                .members
+                .into_iter()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id.to_string(),
+                    instance_id: m.instance_id.map(|i| i.to_string()),
+                    client_id: m.client_id.to_string(),
+                    host: m.client_host.to_string(),
+                    assignment: partitions(&m.assignment),
+                    topics: m
+                        .subscribed_topic_names
+                        .iter()
+                        .map(|t| t.0.to_string())
+                        .collect(),
+                    rack: m.rack_id.map(|r| r.to_string()),
+                    member_epoch: Some(m.member_epoch),
+                    target: Some(partitions(&m.target_assignment)),
+                })
+                .collect(),
+            epochs: Some((g.group_epoch, g.assignment_epoch)),
         }
     }
 }
 
-/// The group's state and members.
+/// The group's state and members: ConsumerGroupDescribe first where the broker has it, as Java's
+/// admin client does, then DescribeGroups for a classic group (or one the broker does not know).
 pub async fn describe(
+    conn: &mut Connection,
+    group: &str,
+) -> Result<GroupDescription, InspectError> {
+    if conn.versions().get(ApiKey::ConsumerGroupDescribe).is_some() {
+        let request = ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+        let Response::ConsumerGroupDescribe(r) =
+            conn.call(Request::ConsumerGroupDescribe(request)).await?
+        else {
+            return Err(InspectError::Unexpected("ConsumerGroupDescribe"));
+        };
+        if let Some(g) = r.groups.into_iter().next() {
+            match ResponseError::try_from_code(g.error_code) {
+                None => return Ok(GroupDescription::from_consumer_group(g)),
+                // A classic group, or none: DescribeGroups says which.
+                Some(ResponseError::GroupIdNotFound) => {}
+                Some(error) => {
+                    return Err(InspectError::Broker {
+                        request: "ConsumerGroupDescribe",
+                        group: group.to_string(),
+                        error,
+                    })
+                }
+            }
+        }
+    }
+    describe_classic(conn, group).await
+}
+
+/// The group's state and members as DescribeGroups reports them.
+pub async fn describe_classic(
     conn: &mut Connection,
     group: &str,
 ) -> Result<GroupDescription, InspectError> {

@@ -390,8 +390,11 @@ mod tests {
                         assignment: vec![TopicPartition::new("t", 0)],
                         topics: vec!["t".into()],
                         rack: None,
+                        member_epoch: None,
+                        target: None,
                     })
                     .collect(),
+                epochs: None,
             },
             committed: BTreeMap::from([(TopicPartition::new("t", 0), 40)]),
         };

@@ -472,6 +472,7 @@ fn group_topics(
                     state: g.description.state.clone(),
                     protocol: g.description.protocol.clone(),
                     members: g.description.members.clone(),
+                    epochs: g.description.epochs,
                 },
             },
             assignments_known,

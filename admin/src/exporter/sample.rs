@@ -18,8 +18,8 @@ use kafka_protocol::{
         fetch_request::{FetchPartition, FetchTopic},
         list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
         offset_fetch_request::OffsetFetchRequestGroup,
-        BrokerId, DescribeGroupsRequest, FetchRequest, GroupId, ListGroupsRequest,
-        ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, TopicName,
+        BrokerId, ConsumerGroupDescribeRequest, DescribeGroupsRequest, FetchRequest, GroupId,
+        ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, TopicName,
     },
     protocol::{Request, StrBytes},
 };
@@ -236,13 +236,25 @@ impl Sampler {
         let fetched = self.fan_out(fetch).await?;
 
         let mut groups: BTreeMap<String, GroupSample> = BTreeMap::new();
-        for (_, r) in described {
+        // KIP-848 groups are not classic: DescribeGroups calls them Dead (Kafka 4.x) or unknown, and
+        // ConsumerGroupDescribe describes them.
+        let mut not_classic: BTreeMap<i32, Vec<GroupId>> = BTreeMap::new();
+        for (node, r) in described {
             for g in r.groups {
                 let name = g.group_id.0.to_string();
+                if ResponseError::try_from_code(g.error_code)
+                    == Some(ResponseError::GroupIdNotFound)
+                {
+                    not_classic.entry(node).or_default().push(g.group_id);
+                    continue;
+                }
                 if let Some(error) = ResponseError::try_from_code(g.error_code) {
                     // Deleted between ListGroups and now, or moved: seen again next sample.
                     tracing::debug!(group = %name, %error, "DescribeGroups: skipping the group");
                     continue;
+                }
+                if g.group_state.as_str() == "Dead" && g.members.is_empty() {
+                    not_classic.entry(node).or_default().push(g.group_id.clone());
                 }
                 let description = GroupDescription::from_described(g);
                 groups.insert(
@@ -253,6 +265,47 @@ impl Sampler {
                         committed: BTreeMap::new(),
                     },
                 );
+            }
+        }
+        let consumer_groups = not_classic
+            .into_iter()
+            .map(|(node, ids)| {
+                (
+                    node,
+                    ConsumerGroupDescribeRequest::default().with_group_ids(ids),
+                )
+            })
+            .collect::<Vec<_>>();
+        // A broker without the API (before Kafka 4.0, nisshi) has no such groups: skip, not fail.
+        let consumer_groups = if consumer_groups.is_empty() {
+            Vec::new()
+        } else {
+            match self.fan_out(consumer_groups).await {
+                Ok(answers) => answers,
+                Err(error) => {
+                    tracing::debug!(%error, "ConsumerGroupDescribe failed; KIP-848 groups left out");
+                    Vec::new()
+                }
+            }
+        };
+        {
+            for (_, r) in consumer_groups {
+                for g in r.groups {
+                    let name = g.group_id.0.to_string();
+                    if let Some(error) = ResponseError::try_from_code(g.error_code) {
+                        tracing::debug!(group = %name, %error, "ConsumerGroupDescribe: skipping the group");
+                        continue;
+                    }
+                    let description = GroupDescription::from_consumer_group(g);
+                    groups.insert(
+                        name.clone(),
+                        GroupSample {
+                            group: name,
+                            description,
+                            committed: BTreeMap::new(),
+                        },
+                    );
+                }
             }
         }
         let mut failed_groups = BTreeSet::new();
