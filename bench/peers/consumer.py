@@ -46,10 +46,27 @@ def run_kafka_python(args, end):
 def run_confluent(args, end):
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": args.brokers, "group.id": args.group,
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([args.topic], on_assign=lambda _c, partitions: assigned(partitions),
-                        on_revoke=lambda _c, _partitions: revoked_all())
+    config = {"bootstrap.servers": args.brokers, "group.id": args.group, "auto.offset.reset": "earliest"}
+    if args.protocol == "consumer":
+        # KIP-848: assignments arrive incrementally; the count printed is the whole assignment.
+        config["group.protocol"] = "consumer"
+        owned = set()
+
+        def on_assign(_c, partitions):
+            owned.update(p.partition for p in partitions)
+            print(f"assigned {len(owned)}", file=sys.stderr, flush=True)
+
+        def on_revoke(_c, partitions):
+            owned.difference_update(p.partition for p in partitions)
+            print(f"assigned {len(owned)}", file=sys.stderr, flush=True)
+    else:
+        def on_assign(_c, partitions):
+            assigned(partitions)
+
+        def on_revoke(_c, _partitions):
+            revoked_all()
+    consumer = Consumer(config)
+    consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke)
     while time.monotonic() < end:
         # Flush only when the next poll would wait, so the lines are not held in the buffer.
         msg = consumer.poll(0)
@@ -72,6 +89,8 @@ def main():
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group", required=True)
     ap.add_argument("--deadline", type=float, default=900.0)
+    ap.add_argument("--protocol", choices=["classic", "consumer"], default="classic",
+                    help="group.protocol (consumer: KIP-848, confluent-kafka only)")
     args = ap.parse_args()
     end = time.monotonic() + args.deadline
     (run_kafka_python if args.client == "kafka-python" else run_confluent)(args, end)

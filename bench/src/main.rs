@@ -614,6 +614,8 @@ impl Bench {
                 secs: Vec::new(),
                 peak_lag: Vec::new(),
                 pause: Vec::new(),
+                stopped: Vec::new(),
+                partition_stop: Vec::new(),
             })
             .collect();
         for r in 0..self.cfg.repeats {
@@ -630,7 +632,7 @@ impl Bench {
                 let group = format!(
                     "bench-scale-{}-{r}-{}",
                     std::process::id(),
-                    label.replace([' ', '(', ')'], "-")
+                    label.replace([' ', '(', ')', '=', '.'], "-")
                 );
                 let setup = scale::Setup {
                     rt: &self.rt,
@@ -642,10 +644,12 @@ impl Bench {
                     rate: self.cfg.scale_rate,
                 };
                 match scale::once(&setup, &row.variant, &topic, &group)? {
-                    Ok((secs, peak, pause)) => {
-                        row.secs.push(secs);
-                        row.peak_lag.push(peak);
-                        row.pause.push(pause);
+                    Ok(m) => {
+                        row.secs.push(m.secs);
+                        row.peak_lag.push(m.peak_lag);
+                        row.pause.push(m.pause);
+                        row.stopped.push(m.stopped);
+                        row.partition_stop.push(m.partition_stop);
                     }
                     Err(note) => self.res.notes.push(format!("{note} (repeat {})", r + 1)),
                 }

@@ -191,7 +191,7 @@ fn med(v: &[(Kind, Vec<f64>)], kind: Kind) -> Option<f64> {
 fn scale_default(res: &Results, kind: Kind) -> Option<&crate::scale::Row> {
     res.scale
         .iter()
-        .find(|r| r.variant.kind == kind && r.variant.strategy.is_none())
+        .find(|r| r.variant.kind == kind && r.variant.strategy.is_none() && !r.variant.kip848)
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
@@ -385,18 +385,20 @@ pub fn render(
     );
     w(
         &mut s,
-        "| client | seconds | peak lag (messages) | longest pause (s) | ours (defaults) ÷ this, seconds |",
+        "| client | seconds | peak lag (messages) | longest pause (s) | partitions stopped > 1 s | longest partition stop (s) | ours (defaults) ÷ this, seconds |",
     );
-    w(&mut s, "|---|---:|---:|---:|---:|");
+    w(&mut s, "|---|---:|---:|---:|---:|---:|---:|");
     let ours_secs = scale_default(res, Kind::Ours).and_then(|r| median(&r.secs));
     for row in &res.scale {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             row.variant.label(),
             spread(Some(&row.secs), 1.0),
             spread(Some(&row.peak_lag), 1.0),
             spread(Some(&row.pause), 1.0),
+            spread(Some(&row.stopped), 1.0),
+            spread(Some(&row.partition_stop), 1.0),
             ratio(ours_secs, median(&row.secs)),
         );
     }

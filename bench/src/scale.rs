@@ -1,6 +1,10 @@
 //! Scale 1 → N under the seed's load: one member keeps up with 200 msg/s, then N - 1 more start at
-//! once. Per client (and per assignment strategy of ours): seconds until every member owns a
-//! partition, the peak lag while the group rebalances, and the longest pause in consumption.
+//! once. Per client (per assignment strategy of ours, and per group protocol): seconds until every
+//! member owns a partition, the peak lag while the group rebalances, the longest pause in
+//! consumption, and how many partitions stopped being consumed for over a second, and for how long.
+//!
+//! A partition's stop is read from the printed lines: the load writes message `seq` to partition
+//! `seq % partitions`, and every client prints the value, `seq` included.
 //!
 //! Lag here is what the group has not printed yet: messages the broker acknowledged minus lines the
 //! members wrote to stdout, sampled every 50 ms. It needs no commits, so it shows a stop-the-world
@@ -32,13 +36,19 @@ pub struct Variant {
     pub kind: Kind,
     /// `ASSIGNMENT_STRATEGY` given to ours; `None`: the client's defaults.
     pub strategy: Option<String>,
+    /// `group.protocol=consumer` (KIP-848) for ours, Java and confluent-kafka; `false`: classic.
+    pub kip848: bool,
 }
 
 impl Variant {
     pub fn label(&self) -> String {
-        match &self.strategy {
-            Some(s) => format!("{} with {s}", self.kind.name()),
-            None => format!("{} (defaults)", self.kind.name()),
+        match (&self.strategy, self.kip848) {
+            (_, true) => format!(
+                "{} with group.protocol=consumer (KIP-848)",
+                self.kind.name()
+            ),
+            (Some(s), false) => format!("{} with {s}", self.kind.name()),
+            (None, false) => format!("{} (defaults)", self.kind.name()),
         }
     }
 }
@@ -53,27 +63,56 @@ pub struct Row {
     pub peak_lag: Vec<f64>,
     /// Longest time without a printed line in that window, seconds.
     pub pause: Vec<f64>,
+    /// Partitions with no printed message for over [`STOPPED`] in that window.
+    pub stopped: Vec<f64>,
+    /// The longest such stop of any partition, seconds.
+    pub partition_stop: Vec<f64>,
 }
 
-/// The rows to run: every client with its defaults, plus ours with each strategy of
+/// A partition counts as stopped when none of its messages is printed for this long (the load
+/// writes about 22 a second to each of 9 partitions, one every 45 ms).
+pub const STOPPED: Duration = Duration::from_secs(1);
+
+/// What one repeat measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub secs: f64,
+    pub peak_lag: f64,
+    pub pause: f64,
+    pub stopped: f64,
+    pub partition_stop: f64,
+}
+
+/// The rows to run: every client with its defaults, ours with each strategy of
 /// `BENCH_OURS_STRATEGIES` (comma list; default `range,cooperative-sticky`, so the eager and the
-/// cooperative rebalance are compared side by side in one run).
+/// cooperative rebalance are compared side by side in one run), and, unless `BENCH_KIP848=0`,
+/// ours, Java and confluent-kafka with `group.protocol=consumer` (KIP-848).
 pub fn variants(clients: &[Kind]) -> Vec<Variant> {
     let extra = std::env::var("BENCH_OURS_STRATEGIES")
         .unwrap_or_else(|_| "range,cooperative-sticky".into());
+    let kip848 = std::env::var("BENCH_KIP848").map_or(true, |v| v != "0");
     let mut out = Vec::new();
     for &kind in clients {
         out.push(Variant {
             kind,
             strategy: None,
+            kip848: false,
         });
         if kind == Kind::Ours {
             for s in extra.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 out.push(Variant {
                     kind,
                     strategy: Some(s.to_string()),
+                    kip848: false,
                 });
             }
+        }
+        if kip848 && matches!(kind, Kind::Ours | Kind::Java | Kind::ConfluentKafka) {
+            out.push(Variant {
+                kind,
+                strategy: None,
+                kip848: true,
+            });
         }
     }
     out
@@ -138,16 +177,28 @@ fn spawn(
     topic: &str,
     group: &str,
     printed: &Arc<AtomicU64>,
+    seen: &Arc<LastSeen>,
 ) -> Result<Member> {
     let mut cmd = paths.consumer(variant.kind, broker, topic, group);
     if let Some(s) = &variant.strategy {
         cmd.env("ASSIGNMENT_STRATEGY", s);
     }
+    if variant.kip848 {
+        match variant.kind {
+            Kind::Ours => {
+                cmd.env("GROUP_PROTOCOL", "consumer");
+            }
+            _ => {
+                cmd.args(["--protocol", "consumer"]);
+            }
+        }
+    }
     let mut p = Proc::spawn(&variant.label(), cmd, Out::Pipe, Out::Pipe)?;
     let stdout = p.take_stdout().context("stdout")?;
     let stderr = procs::lines(p.take_stderr().context("stderr")?);
     let printed = Arc::clone(printed);
-    std::thread::spawn(move || count_into(stdout, &printed));
+    let seen = Arc::clone(seen);
+    std::thread::spawn(move || count_into(stdout, &printed, &seen));
     Ok(Member {
         proc_: p,
         stderr,
@@ -155,14 +206,51 @@ fn spawn(
     })
 }
 
-fn count_into(mut pipe: impl std::io::Read, n: &AtomicU64) {
-    let mut buf = vec![0u8; 64 * 1024];
-    while let Ok(got) = pipe.read(&mut buf) {
-        if got == 0 {
-            break;
+/// When each partition's latest message was printed, by any member.
+pub struct LastSeen(std::sync::Mutex<Vec<Instant>>);
+
+impl LastSeen {
+    fn new(partitions: i32, now: Instant) -> Self {
+        Self(std::sync::Mutex::new(vec![now; partitions.max(1) as usize]))
+    }
+
+    fn saw(&self, seq: u64) {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = v.len() as u64;
+        v[(seq % n) as usize] = Instant::now();
+    }
+
+    fn snapshot(&self) -> Vec<Instant> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The number after `seq` in a printed value: `"seq": 12` (JSON) or `'seq': 12` (Python's repr).
+fn seq_of(line: &[u8]) -> Option<u64> {
+    let at = line
+        .windows(4)
+        .position(|w| w == b"seq\"" || w == b"seq'")?
+        + 4;
+    let digits: Vec<u8> = line[at..]
+        .iter()
+        .skip_while(|b| !b.is_ascii_digit())
+        .take_while(|b| b.is_ascii_digit())
+        .copied()
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+fn count_into(pipe: impl std::io::Read, n: &AtomicU64, seen: &LastSeen) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, pipe);
+    let mut line = Vec::new();
+    // Bounded by the pipe: it ends when the member exits.
+    while reader.read_until(b'\n', &mut line).is_ok_and(|got| got > 0) {
+        n.fetch_add(1, Ordering::Relaxed);
+        if let Some(seq) = seq_of(&line) {
+            seen.saw(seq);
         }
-        let lines = buf[..got].iter().filter(|&&b| b == b'\n').count() as u64;
-        n.fetch_add(lines, Ordering::Relaxed);
+        line.clear();
     }
 }
 
@@ -197,7 +285,7 @@ pub fn once(
     variant: &Variant,
     topic: &str,
     group: &str,
-) -> Result<std::result::Result<(f64, f64, f64), String>> {
+) -> Result<std::result::Result<Measured, String>> {
     let pcs = s.rt.block_on(async {
         let mut v = Vec::new();
         for p in 0..s.partitions {
@@ -206,11 +294,14 @@ pub fn once(
         anyhow::Ok(v)
     })?;
     let (acked, printed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let seen = Arc::new(LastSeen::new(s.partitions, Instant::now()));
     let stop = Arc::new(AtomicBool::new(false));
     let producer = load(s.rt, pcs, s.rate, Arc::clone(&acked), Arc::clone(&stop));
     let lag = || acked.load(Ordering::Relaxed) as i64 - printed.load(Ordering::Relaxed) as i64;
     let result = (|| {
-        let mut members = vec![spawn(s.paths, variant, s.broker, topic, group, &printed)?];
+        let mut members = vec![spawn(
+            s.paths, variant, s.broker, topic, group, &printed, &seen,
+        )?];
         // The first member owns everything and keeps up (lag under a quarter second of load).
         let until = Instant::now() + Duration::from_secs(90);
         let caught_up = i64::from(s.rate / 4).max(10);
@@ -235,12 +326,16 @@ pub fn once(
         std::thread::sleep(Duration::from_secs(1));
         let t0 = Instant::now();
         for _ in 1..s.members {
-            members.push(spawn(s.paths, variant, s.broker, topic, group, &printed)?);
+            members.push(spawn(
+                s.paths, variant, s.broker, topic, group, &printed, &seen,
+            )?);
         }
         let bound = t0 + Duration::from_secs(120);
         let (mut done, mut peak) = (None::<Instant>, lag());
         let (mut last_count, mut last_change, mut pause) =
             (printed.load(Ordering::Relaxed), t0, Duration::ZERO);
+        // Per partition, the longest time since its last printed message, from the scale-up on.
+        let mut longest = vec![Duration::ZERO; s.partitions.max(1) as usize];
         while Instant::now() < bound {
             if done.is_none() {
                 done = poll_owned(&mut members, variant.kind);
@@ -255,17 +350,22 @@ pub fn once(
                 last_change = now;
             }
             pause = pause.max(now - last_change);
+            for (l, at) in longest.iter_mut().zip(seen.snapshot()) {
+                *l = (*l).max(now.saturating_duration_since(at.max(t0)));
+            }
             if done.is_some_and(|d| now > d + Duration::from_secs(3)) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let outcome = match done {
-            Some(d) => Ok((
-                d.duration_since(t0).as_secs_f64(),
-                peak as f64,
-                pause.as_secs_f64(),
-            )),
+            Some(d) => Ok(Measured {
+                secs: d.duration_since(t0).as_secs_f64(),
+                peak_lag: peak as f64,
+                pause: pause.as_secs_f64(),
+                stopped: longest.iter().filter(|l| **l > STOPPED).count() as f64,
+                partition_stop: longest.iter().max().map_or(0.0, |l| l.as_secs_f64()),
+            }),
             None => Err(format!(
                 "{}: not every member owned a partition within 120 s (owned: {:?})",
                 variant.label(),

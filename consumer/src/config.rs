@@ -345,6 +345,38 @@ mod tests {
     }
 
     #[test]
+    fn the_group_protocol_and_remote_assignor_parse_and_are_checked_together() {
+        let c = load(&[]).expect("valid");
+        assert_eq!(c.group_protocol, GroupProtocol::Classic);
+        assert_eq!(
+            c.membership().protocol,
+            group::membership::GroupProtocol::Classic
+        );
+        let c = load(&[
+            ("GROUP_PROTOCOL", "consumer"),
+            ("GROUP_REMOTE_ASSIGNOR", "range"),
+        ])
+        .expect("parses");
+        c.validate().expect("valid");
+        let m = c.membership();
+        assert_eq!(m.protocol, group::membership::GroupProtocol::Consumer);
+        assert_eq!(m.remote_assignor.as_deref(), Some("range"));
+        let err = load(&[("GROUP_PROTOCOL", "kip848")]).expect_err("unknown protocol");
+        assert!(err.to_string().contains("GROUP_PROTOCOL"), "{err}");
+        let err = load(&[
+            ("GROUP_PROTOCOL", "consumer"),
+            ("GROUP_REMOTE_ASSIGNOR", "sticky"),
+        ])
+        .expect_err("unknown assignor");
+        assert!(err.to_string().contains("GROUP_REMOTE_ASSIGNOR"), "{err}");
+        let err = load(&[("GROUP_REMOTE_ASSIGNOR", "uniform")])
+            .expect("parses")
+            .validate()
+            .expect_err("classic has no remote assignor");
+        assert!(err.to_string().contains("GROUP_REMOTE_ASSIGNOR"), "{err}");
+    }
+
+    #[test]
     fn a_request_timeout_longer_than_the_session_is_refused_by_name() {
         let c = load(&[("SESSION_TIMEOUT", "6s"), ("HEARTBEAT_INTERVAL", "1s")]).expect("parses");
         c.validate()

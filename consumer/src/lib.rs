@@ -146,6 +146,7 @@ pub async fn run(
         group = %config.group_id,
         topic = %config.topic,
         client_id = %config.client_id,
+        group_protocol = ?config.group_protocol,
         assignors = ?config.assignment_strategy.iter().map(|a| a.name()).collect::<Vec<_>>(),
         process_delay_ms = config.process_delay_ms,
         isolation_level = ?config.isolation_level,

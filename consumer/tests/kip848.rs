@@ -383,3 +383,69 @@ fn a_broker_without_the_protocol_gets_a_clear_message_and_the_way_back() {
     assert!(err.contains("GROUP_PROTOCOL=classic"), "{err}");
     classic_only.stop();
 }
+
+#[test]
+fn a_static_member_that_restarts_within_its_session_gets_its_partitions_back() {
+    let _turn = heavy();
+    let broker = broker();
+    let (topic, group) = (unique("k848-static"), unique("g"));
+    testkit::create_topic(&broker.addr(), &topic, 4);
+    let env = |id: &'static str| [("GROUP_PROTOCOL", "consumer"), ("GROUP_INSTANCE_ID", id)];
+    let a = consumer(broker, &topic, &group, "a", &env("pod-a"));
+    let mut b = consumer(broker, &topic, &group, "b", &env("pod-b"));
+    let (mine, theirs) = wait_for(
+        "two static members, two each",
+        Duration::from_secs(60),
+        POLL,
+        || {
+            let (x, y) = (assignment(&a)?, assignment(&b)?);
+            (x.len() == 2 && y.len() == 2).then_some((x, y))
+        },
+    );
+    // SIGTERM: a temporary leave (epoch -2); the broker keeps b's partitions for its session.
+    assert_eq!(
+        b.terminate(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        b.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        assignment(&a),
+        Some(mine.clone()),
+        "a took b's partitions during b's restart"
+    );
+    let b2 = consumer(broker, &topic, &group, "b2", &env("pod-b"));
+    let back = wait_for(
+        "b back with its partitions",
+        Duration::from_secs(30),
+        POLL,
+        || assignment(&b2).filter(|p| !p.is_empty()),
+    );
+    assert_eq!(back, theirs, "the same partitions, no reassignment");
+    assert_eq!(assignment(&a), Some(mine));
+}
+
+#[test]
+fn a_classic_member_and_a_kip848_member_share_one_group() {
+    let _turn = heavy();
+    let broker = broker();
+    let (topic, group) = (unique("k848-migrate"), unique("g"));
+    testkit::create_topic(&broker.addr(), &topic, 6);
+    let classic = consumer(broker, &topic, &group, "classic", &[]);
+    wait_for(
+        "the classic member owns all 6",
+        Duration::from_secs(30),
+        POLL,
+        || (assignment(&classic).map(|a| a.len()) == Some(6)).then_some(()),
+    );
+    // Kafka 4.x converts the group (group.consumer.migration.policy, bidirectional by default).
+    let kip848 = consumer(broker, &topic, &group, "kip848", &CONSUMER);
+    let split = wait_for(
+        "three each, disjoint",
+        Duration::from_secs(60),
+        POLL,
+        || covers_exactly(&[&classic, &kip848], 6).filter(|a| a.iter().all(|p| p.len() == 3)),
+    );
+    eprintln!("classic {:?}, KIP-848 {:?}", split[0], split[1]);
+}

@@ -36,6 +36,9 @@ pub struct Env {
     /// `PROCESS_DELAY_MS`: each consumer's cost per message (20 ms: one consumer handles 50/s).
     #[serde(default = "default_process_delay_ms")]
     pub process_delay_ms: u64,
+    /// `GROUP_PROTOCOL`: the consumers' group protocol, `classic` or `consumer` (KIP-848).
+    #[serde(default)]
+    pub group_protocol: GroupProtocol,
     /// `PRODUCER_INTERVAL`.
     pub producer_interval: Option<HumanDuration>,
     /// `PHASE1`: how long one consumer runs alone.
@@ -89,6 +92,27 @@ pub struct Autoscale {
     pub stabilization: Duration,
     pub drain_target: Duration,
     pub keda_lag_threshold: i64,
+}
+
+/// `GROUP_PROTOCOL`, passed to every consumer (see the consumer's own check of it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup: a member assigns.
+    #[default]
+    Classic,
+    /// KIP-848: the broker assigns.
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// As `GROUP_PROTOCOL` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Consumer => "consumer",
+        }
+    }
 }
 
 /// `DEMO_BROKER`: the broker the demo starts for itself when no `KAFKA_BROKERS` is given.
@@ -150,6 +174,7 @@ pub struct Config {
     pub producers: u32,
     pub consumers: u32,
     pub process_delay_ms: u64,
+    pub group_protocol: GroupProtocol,
     pub producer_interval: Duration,
     pub phase1: Duration,
     pub phase2_max: Duration,
@@ -234,6 +259,7 @@ impl Env {
             producers: self.producers,
             consumers: self.consumers,
             process_delay_ms: self.process_delay_ms,
+            group_protocol: self.group_protocol,
             producer_interval,
             phase1: pick(self.phase1, 60, 20),
             phase2_max: pick(self.phase2_max, 240, 60),

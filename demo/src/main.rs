@@ -259,6 +259,7 @@ async fn prepare(
 fn consumer_env(config: &Config) -> Vec<(&'static str, String)> {
     vec![
         ("PROCESS_DELAY_MS", config.process_delay_ms.to_string()),
+        ("GROUP_PROTOCOL", config.group_protocol.name().to_string()),
         ("AUTO_OFFSET_RESET", "earliest".to_string()),
         (
             "AUTO_COMMIT_INTERVAL",
@@ -543,8 +544,9 @@ fn summary_text(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "summary: {} producers, {} partitions, 1 consumer then {} ({} ms per message)",
-        config.producers, config.partitions, config.consumers, config.process_delay_ms
+        "summary: {} producers, {} partitions, 1 consumer then {} ({} ms per message, group protocol {})",
+        config.producers, config.partitions, config.consumers, config.process_delay_ms,
+        config.group_protocol.name()
     );
     if let Some(g) = s.phase1_growth {
         let _ = writeln!(

@@ -254,7 +254,10 @@ impl Sampler {
                     continue;
                 }
                 if g.group_state.as_str() == "Dead" && g.members.is_empty() {
-                    not_classic.entry(node).or_default().push(g.group_id.clone());
+                    not_classic
+                        .entry(node)
+                        .or_default()
+                        .push(g.group_id.clone());
                 }
                 let description = GroupDescription::from_described(g);
                 groups.insert(
