@@ -778,12 +778,14 @@ pub fn render_json(
         "group_protocol": if sample.group.epochs.is_some() { "consumer" } else { "classic" },
         "group_epoch": sample.group.epochs.map(|e| e.0),
         "assignment_epoch": sample.group.epochs.map(|e| e.1),
-        "reconciling": sample.group.members.iter().filter(|m| m.reconciling()).map(|m| json!({
+        "reconciling": sample.group.members.iter().filter(|m| m.reconciling()).map(|m| m.member_id.clone()).collect::<Vec<_>>(),
+        "group_members": sample.group.members.iter().map(|m| json!({
             "consumer_id": m.member_id,
             "client_id": m.client_id,
             "member_epoch": m.member_epoch,
-            "assigned": m.assignment.iter().map(|tp| tp.partition).collect::<Vec<_>>(),
-            "target": m.target.iter().flatten().map(|tp| tp.partition).collect::<Vec<_>>(),
+            "assigned": m.assignment.iter().filter(|tp| tp.topic == sample.topic).map(|tp| tp.partition).collect::<Vec<_>>(),
+            "target": m.target.as_ref().map(|t| t.iter().filter(|tp| tp.topic == sample.topic).map(|tp| tp.partition).collect::<Vec<_>>()),
+            "reconciling": m.reconciling(),
         })).collect::<Vec<_>>(),
         "members": snap.members.len(),
         "total_lag": snap.partitions.iter().map(|p| lag::lag(p, reset).messages).sum::<i64>(),
@@ -880,7 +882,9 @@ mod tests {
         );
         let json = render_json("g", &sample, None, Reset::Earliest);
         assert_eq!(json["group_protocol"], "consumer");
-        assert_eq!(json["reconciling"][0]["target"], json!([0, 1, 2]));
+        assert_eq!(json["reconciling"], json!(["m0"]));
+        assert_eq!(json["group_members"][0]["target"], json!([0, 1, 2]));
+        assert_eq!(json["group_members"][0]["member_epoch"], 6);
         // Once it owns its target, it is no longer listed.
         let m = &mut sample.group.members[0];
         m.assignment = m.target.clone().unwrap_or_default();

@@ -455,6 +455,12 @@ fn a_kip848_group_is_described_with_its_epochs_and_members() {
     assert_eq!(ours["group_protocol"], "consumer", "{ours}");
     assert_eq!(ours["group_state"], "Stable", "{ours}");
     assert!(ours["group_epoch"].as_i64() > Some(0), "{ours}");
+    let member = &ours["group_members"][0];
+    assert_eq!(member["client_id"], "k848-member", "{ours}");
+    assert!(member["member_epoch"].as_i64() > Some(0), "{ours}");
+    assert_eq!(member["assigned"], serde_json::json!([0, 1, 2]), "{ours}");
+    assert_eq!(member["target"], member["assigned"], "{ours}");
+    assert_eq!(member["reconciling"], false, "{ours}");
     for p in ours["partitions"].as_array().expect("partitions") {
         assert_eq!(p["client_id"], "k848-member", "{ours}");
         assert_eq!(p["current_offset"], 10, "{ours}");
