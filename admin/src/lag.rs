@@ -109,6 +109,9 @@ pub enum LagError {
         /// The deadline, for the message.
         timeout: Duration,
     },
+    /// A broker refused us for good (TLS, SASL): waiting longer cannot help.
+    #[error(transparent)]
+    Refused(ConnectError<ConnError>),
     /// The group coordinator could not be asked.
     #[error(transparent)]
     Group(#[from] inspect::InspectError),
@@ -290,7 +293,10 @@ impl Reader {
             cancel,
         )
         .await
-        .map_err(|source| LagError::Connect { source, timeout })?;
+        .map_err(|source| match source {
+            ConnectError::Fatal { .. } => LagError::Refused(source),
+            source => LagError::Connect { source, timeout },
+        })?;
         let sampler = Sampler::new(
             env.kafka_brokers.clone(),
             env.client_id.clone(),
