@@ -369,6 +369,28 @@ fn configuration_errors_name_the_variable_and_exit_78() {
             78,
             &["SECURITY_PROTOCOL", "SASL_SSL"],
         );
+        // An expired client certificate: the broker would only say `certificate_unknown`.
+        let mtls = with(client_env(kafka, Listener::Mtls, ""), &extra);
+        let expired = (
+            kafka.pki.expired_cert.display().to_string(),
+            kafka.pki.expired_key.display().to_string(),
+        );
+        fails(
+            &bin,
+            &args,
+            &with(
+                mtls,
+                &[
+                    ("SSL_CERTIFICATE_LOCATION", &expired.0),
+                    ("SSL_KEY_LOCATION", &expired.1),
+                ],
+            ),
+            78,
+            &[
+                "SSL_CERTIFICATE_LOCATION",
+                "expired on 2021-01-01 00:00:00 UTC",
+            ],
+        );
     }
 }
 
@@ -414,9 +436,9 @@ fn broker_refusals_exit_1_with_the_cause() {
         pki.ca.display().to_string(),
         pki.other_ca.display().to_string(),
     );
-    let (expired_cert, expired_key) = (
-        pki.expired_cert.display().to_string(),
-        pki.expired_key.display().to_string(),
+    let (untrusted_cert, untrusted_key) = (
+        pki.untrusted_cert.display().to_string(),
+        pki.untrusted_key.display().to_string(),
     );
     let plaintext = kafka.plaintext();
     let ssl = client_env(kafka, Listener::Ssl, "");
@@ -439,15 +461,26 @@ fn broker_refusals_exit_1_with_the_cause() {
             vec!["not signed by a CA in SSL_CA_LOCATION"],
         ),
         (
-            "an expired client certificate",
+            "a client certificate from a CA the broker does not trust",
             with(
                 client_env(kafka, Listener::Mtls, ""),
                 &[
-                    ("SSL_CERTIFICATE_LOCATION", &expired_cert),
-                    ("SSL_KEY_LOCATION", &expired_key),
+                    ("SSL_CERTIFICATE_LOCATION", &untrusted_cert),
+                    ("SSL_KEY_LOCATION", &untrusted_key),
                 ],
             ),
-            vec!["client certificate", "SSL_CERTIFICATE_LOCATION"],
+            vec![
+                "rejected our client certificate",
+                "SSL_CERTIFICATE_LOCATION",
+            ],
+        ),
+        (
+            "no client certificate for a listener that requires one",
+            with(
+                ssl.clone(),
+                &[("KAFKA_BROKERS", &kafka.addr(Listener::Mtls))],
+            ),
+            vec!["wants a client certificate", "SSL_KEY_LOCATION"],
         ),
         (
             "TLS to a plaintext listener",

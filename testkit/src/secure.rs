@@ -1,6 +1,6 @@
 //! Apache Kafka with TLS and SASL listeners, and the test certificates they use, generated here
 //! with rcgen: a CA, a broker certificate for 127.0.0.1/localhost, one for a wrong host name, a
-//! client certificate, an expired one, and an unrelated CA.
+//! client certificate, an expired one, and an unrelated CA with a client certificate of its own.
 //!
 //! One node, every listener on its own loopback port ([`Listener`]): PLAINTEXT (inter-broker, the
 //! Java peers and the test tools), and the secure ones the clients under test use. SASL users are
@@ -91,6 +91,10 @@ pub struct Pki {
     pub expired_cert: PathBuf,
     /// The expired certificate's key.
     pub expired_key: PathBuf,
+    /// A valid client certificate from the unrelated CA, which the broker does not trust.
+    pub untrusted_cert: PathBuf,
+    /// Its key.
+    pub untrusted_key: PathBuf,
     /// Broker key + certificate for 127.0.0.1 and localhost (Kafka's PEM keystore file).
     broker_keystore: PathBuf,
     /// Broker key + certificate for `wrong.example`.
@@ -148,7 +152,8 @@ impl Pki {
     pub fn generate(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let (ca_params, ca_key, ca_pem) = ca("kafka-lag-lab test CA");
-        let (_, _, other_pem) = ca("an unrelated CA");
+        let (other_params, other_key, other_pem) = ca("an unrelated CA");
+        let other = Issuer::from_params(&other_params, &other_key);
         let issuer = Issuer::from_params(&ca_params, &ca_key);
         let server = ExtendedKeyUsagePurpose::ServerAuth;
         let client = ExtendedKeyUsagePurpose::ClientAuth;
@@ -161,7 +166,8 @@ impl Pki {
         );
         let (wrong_cert, wrong_key) = leaf(&issuer, &["wrong.example"], "wrong", server, false);
         let (client_cert, client_key) = leaf(&issuer, &[], USER, client.clone(), false);
-        let (expired_cert, expired_key) = leaf(&issuer, &[], USER, client, true);
+        let (expired_cert, expired_key) = leaf(&issuer, &[], USER, client.clone(), true);
+        let (untrusted_cert, untrusted_key) = leaf(&other, &[], USER, client, false);
         let pki = Self {
             dir: dir.to_path_buf(),
             ca: dir.join("ca.crt"),
@@ -170,6 +176,8 @@ impl Pki {
             client_key: dir.join("tls.key"),
             expired_cert: dir.join("expired.crt"),
             expired_key: dir.join("expired.key"),
+            untrusted_cert: dir.join("untrusted.crt"),
+            untrusted_key: dir.join("untrusted.key"),
             broker_keystore: dir.join("broker.pem"),
             wrong_keystore: dir.join("wrong-host.pem"),
         };
@@ -179,6 +187,8 @@ impl Pki {
         write(&pki.client_key, &client_key);
         write(&pki.expired_cert, &expired_cert);
         write(&pki.expired_key, &expired_key);
+        write(&pki.untrusted_cert, &untrusted_cert);
+        write(&pki.untrusted_key, &untrusted_key);
         write(&pki.broker_keystore, &format!("{broker_key}{broker_cert}"));
         write(&pki.wrong_keystore, &format!("{wrong_key}{wrong_cert}"));
         pki

@@ -202,8 +202,9 @@ impl BrokerVersions {
 pub struct Connection {
     /// The socket (plain or TLS), writes buffered so a frame goes out in one syscall.
     stream: BufWriter<Stream>,
-    /// Whether the stream is TLS, for telling a listener of the other kind from a broken one.
-    tls: bool,
+    /// Plain or TLS (with a client certificate or not), for telling a listener of the other kind
+    /// from a broken one.
+    mode: stream::Mode,
     /// `host:port`, for error messages.
     addr: String,
     /// Sent in every request header; shows in broker logs and DescribeGroups.
@@ -258,12 +259,12 @@ impl Connection {
         let stream = match &tls {
             Some(config) => stream::tls(tcp, addr, config.clone())
                 .await
-                .map_err(|error| stream::classify(addr, error, true))?,
+                .map_err(|error| stream::classify(addr, error, security.mode()))?,
             None => Stream::Plain(tcp),
         };
         let mut conn = Self {
             stream: BufWriter::new(stream),
-            tls: tls.is_some(),
+            mode: security.mode(),
             addr: addr.to_string(),
             client_id: StrBytes::from_string(client_id.to_string()),
             correlation_id: 0,
@@ -390,7 +391,9 @@ impl Connection {
         match err {
             // A TLS record (handshake 0x16 or alert 0x15, version 3.x) read as a size prefix.
             TransportError::FrameTooLarge { size, .. }
-                if !self.tls && matches!(size >> 24, 0x15 | 0x16) && (size >> 16) & 0xff == 3 =>
+                if self.mode == stream::Mode::Plain
+                    && matches!(size >> 24, 0x15 | 0x16)
+                    && (size >> 16) & 0xff == 3 =>
             {
                 TransportError::Security {
                     addr: self.addr.clone(),
@@ -405,12 +408,16 @@ impl Connection {
                 reason: format!(
                     "the first answer announced {size} bytes (limit {limit}): not a Kafka \
                      {} listener? check SECURITY_PROTOCOL",
-                    if self.tls { "TLS" } else { "plaintext" }
+                    if self.mode == stream::Mode::Plain {
+                        "plaintext"
+                    } else {
+                        "TLS"
+                    }
                 ),
                 fatal: true,
             },
             TransportError::Io { error, .. }
-                if !self.tls
+                if self.mode == stream::Mode::Plain
                     && matches!(
                         error.kind(),
                         std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
@@ -564,7 +571,7 @@ impl Connection {
     }
 
     fn io(&self, error: std::io::Error) -> TransportError {
-        stream::classify(&self.addr, error, self.tls)
+        stream::classify(&self.addr, error, self.mode)
     }
 
     async fn write_frame(&mut self, frame: &[u8]) -> Result<(), TransportError> {

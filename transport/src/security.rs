@@ -301,6 +301,14 @@ impl Security {
         self.tls.clone()
     }
 
+    /// Plain, or TLS with or without a client certificate.
+    pub(crate) fn mode(&self) -> crate::stream::Mode {
+        match &self.tls {
+            None => crate::stream::Mode::Plain,
+            Some(config) => crate::stream::Mode::Tls(config.client_auth_cert_resolver.has_certs()),
+        }
+    }
+
     /// The SASL credentials, when the protocol is SASL.
     pub fn sasl(&self) -> Option<&SaslCredentials> {
         self.sasl.as_ref()
@@ -472,6 +480,8 @@ fn tls_config(settings: &SecuritySettings) -> Result<Arc<ClientConfig>, Security
         }
         (Some(cert), Some(key)) => {
             let chain = certificates("SSL_CERTIFICATE_LOCATION", cert)?;
+            check_validity(&chain[0], now_unix())
+                .map_err(|reason| invalid("SSL_CERTIFICATE_LOCATION", reason))?;
             let pem = read("SSL_KEY_LOCATION", key)?;
             let key_der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
                 invalid(
@@ -488,6 +498,134 @@ fn tls_config(settings: &SecuritySettings) -> Result<Arc<ClientConfig>, Security
         }
     };
     Ok(Arc::new(config))
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Our own client certificate out of its validity period is refused here, at start-up: a broker
+/// says no more than `certificate_unknown` (the Java one does), which names no cause.
+fn check_validity(cert: &CertificateDer<'_>, now: i64) -> Result<(), String> {
+    let Some(((not_before, from), (not_after, until))) = der::validity(cert.as_ref()) else {
+        // rustls and the broker still check it; we only wanted a clearer message.
+        return Ok(());
+    };
+    if now > not_after {
+        return Err(format!(
+            "the client certificate expired on {until} (its notAfter); renew it"
+        ));
+    }
+    if now < not_before {
+        return Err(format!(
+            "the client certificate is not valid before {from} (its notBefore); is the clock right?"
+        ));
+    }
+    Ok(())
+}
+
+/// Just enough DER to read a certificate's validity (RFC 5280 4.1): Certificate → TBSCertificate →
+/// [version], serialNumber, signature, issuer, validity.
+mod der {
+    /// One TLV: (tag, contents, what follows).
+    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+
+    /// `(notBefore, notAfter)`, each as Unix seconds and as written (`2021-01-01 00:00:00 UTC`).
+    pub(super) fn validity(cert: &[u8]) -> Option<((i64, String), (i64, String))> {
+        let (_, certificate, _) = tlv(cert)?;
+        let (_, mut tbs, _) = tlv(certificate)?;
+        if tbs.first() == Some(&0xa0) {
+            tbs = tlv(tbs)?.2; // [0] version
+        }
+        let rest = tlv(tbs)?.2; // serialNumber
+        let rest = tlv(rest)?.2; // signature
+        let rest = tlv(rest)?.2; // issuer
+        let (_, validity, _) = tlv(rest)?;
+        let (t1, before, rest) = tlv(validity)?;
+        let (t2, after, _) = tlv(rest)?;
+        Some((time(t1, before)?, time(t2, after)?))
+    }
+
+    /// UTCTime (0x17, `YYMMDDHHMMSSZ`) or GeneralizedTime (0x18, `YYYYMMDDHHMMSSZ`).
+    fn time(tag: u8, text: &[u8]) -> Option<(i64, String)> {
+        let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
+        let num = |s: &str| s.parse::<i64>().ok();
+        let (year, rest) = match tag {
+            0x17 if text.len() == 12 => {
+                let yy = num(&text[..2])?;
+                (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
+            }
+            0x18 if text.len() == 14 => (num(&text[..4])?, &text[4..]),
+            _ => return None,
+        };
+        let (month, day) = (num(&rest[..2])?, num(&rest[2..4])?);
+        let (h, m, s) = (num(&rest[4..6])?, num(&rest[6..8])?, num(&rest[8..10])?);
+        let secs = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s;
+        Some((
+            secs,
+            format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02} UTC"),
+        ))
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn dates_count_from_the_epoch() {
+            assert_eq!(days_from_civil(1970, 1, 1), 0);
+            assert_eq!(days_from_civil(2021, 1, 1), 18_628);
+            assert_eq!(
+                time(0x17, b"210101000000Z"),
+                Some((18_628 * 86_400, "2021-01-01 00:00:00 UTC".into()))
+            );
+            assert_eq!(
+                time(0x18, b"20491231235959Z").map(|t| t.1),
+                Some("2049-12-31 23:59:59 UTC".into())
+            );
+            assert_eq!(time(0x17, b"garbage"), None);
+        }
+
+        #[test]
+        fn lengths_short_and_long() {
+            assert_eq!(
+                tlv(&[0x30, 0x01, 0xff, 0x00]),
+                Some((0x30, &[0xff][..], &[0x00][..]))
+            );
+            let long = [&[0x04, 0x81, 0x80][..], &[7u8; 128]].concat();
+            assert_eq!(tlv(&long).map(|t| t.1.len()), Some(128));
+            assert_eq!(tlv(&[0x30, 0x05, 0x00]), None);
+        }
+    }
 }
 
 /// `SSL_ENDPOINT_IDENTIFICATION_ALGORITHM=none`: the chain must still lead to a trusted CA, only the

@@ -17,6 +17,15 @@ use tokio_rustls::{client::TlsStream, TlsConnector};
 
 use crate::TransportError;
 
+/// What a connection speaks, for explaining its failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// No TLS.
+    Plain,
+    /// TLS; `true` when we present a client certificate.
+    Tls(bool),
+}
+
 /// Plain TCP or TLS.
 pub(crate) enum Stream {
     /// `PLAINTEXT` and `SASL_PLAINTEXT`.
@@ -61,19 +70,19 @@ fn host_of(addr: &str) -> &str {
 
 const CHECK: &str = "check SECURITY_PROTOCOL";
 
-/// An I/O error on a connection, TLS failures explained. `tls`: whether the stream is TLS.
-pub(crate) fn classify(addr: &str, error: io::Error, tls: bool) -> TransportError {
+/// An I/O error on a connection in `mode`, TLS failures explained.
+pub(crate) fn classify(addr: &str, error: io::Error, mode: Mode) -> TransportError {
     let security = |reason: String, fatal: bool| TransportError::Security {
         addr: addr.to_string(),
         reason,
         fatal,
     };
-    if !tls {
+    let Mode::Tls(client_cert) = mode else {
         return TransportError::Io {
             addr: addr.to_string(),
             error,
         };
-    }
+    };
     let host = host_of(addr);
     let rustls_error = error
         .get_ref()
@@ -100,9 +109,16 @@ pub(crate) fn classify(addr: &str, error: io::Error, tls: bool) -> TransportErro
                 AlertDescription::CertificateExpired => "the broker rejected our client \
                     certificate: it has expired (SSL_CERTIFICATE_LOCATION)"
                     .to_string(),
-                AlertDescription::CertificateRequired => "the broker requires a client \
-                    certificate (mutual TLS): set SSL_CERTIFICATE_LOCATION and SSL_KEY_LOCATION"
-                    .to_string(),
+                AlertDescription::CertificateRequired
+                | AlertDescription::BadCertificate
+                | AlertDescription::HandshakeFailure
+                    if !client_cert =>
+                {
+                    format!(
+                        "the broker wants a client certificate (mutual TLS; alert {alert:?}): set \
+                         SSL_CERTIFICATE_LOCATION and SSL_KEY_LOCATION"
+                    )
+                }
                 AlertDescription::BadCertificate
                 | AlertDescription::UnknownCA
                 | AlertDescription::CertificateUnknown
@@ -197,7 +213,7 @@ mod tests {
             io::ErrorKind::InvalidData,
             rustls::Error::AlertReceived(AlertDescription::CertificateExpired),
         );
-        let err = classify("127.0.0.1:9093", error, true);
+        let err = classify("127.0.0.1:9093", error, Mode::Tls(true));
         assert!(err.is_fatal());
         assert!(err.to_string().contains("expired"), "{err}");
     }
@@ -205,7 +221,7 @@ mod tests {
     #[test]
     fn eof_in_tls_asks_whether_the_listener_is_tls() {
         let error = io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof");
-        let err = classify("127.0.0.1:9092", error, true);
+        let err = classify("127.0.0.1:9092", error, Mode::Tls(false));
         assert!(err.is_fatal());
         assert!(err.to_string().contains("is this a TLS listener"), "{err}");
     }

@@ -147,7 +147,7 @@ fn a_certificate_from_another_ca_is_refused() {
 }
 
 #[test]
-fn mutual_tls_refuses_no_certificate_and_an_expired_one() {
+fn mutual_tls_refuses_no_certificate_an_untrusted_one_and_an_expired_one() {
     let kafka = SecureKafka::shared();
     let addr = kafka.addr(Listener::Mtls);
     let without = SecuritySettings {
@@ -155,18 +155,42 @@ fn mutual_tls_refuses_no_certificate_and_an_expired_one() {
         ssl_key_location: None,
         ..settings(kafka, Listener::Mtls, SaslMechanism::Plain)
     };
-    fails(&addr, &without, &["certificate"]);
+    let text = fails(
+        &addr,
+        &without,
+        &["wants a client certificate", "SSL_CERTIFICATE_LOCATION"],
+    );
+    println!("no client certificate: {text}");
+    let untrusted = SecuritySettings {
+        ssl_certificate_location: Some(kafka.pki.untrusted_cert.clone()),
+        ssl_key_location: Some(kafka.pki.untrusted_key.clone()),
+        ..settings(kafka, Listener::Mtls, SaslMechanism::Plain)
+    };
+    let text = fails(
+        &addr,
+        &untrusted,
+        &[
+            "rejected our client certificate",
+            "SSL_CERTIFICATE_LOCATION",
+        ],
+    );
+    println!("untrusted client certificate: {text}");
+    // An expired one never reaches the broker, which would only say `certificate_unknown`.
     let expired: (PathBuf, PathBuf) = (
         kafka.pki.expired_cert.clone(),
         kafka.pki.expired_key.clone(),
     );
-    let expired = SecuritySettings {
+    let err = Security::from_settings(&SecuritySettings {
         ssl_certificate_location: Some(expired.0),
         ssl_key_location: Some(expired.1),
         ..settings(kafka, Listener::Mtls, SaslMechanism::Plain)
-    };
-    let text = fails(&addr, &expired, &["client certificate"]);
-    println!("expired client certificate: {text}");
+    })
+    .expect_err("expired");
+    assert_eq!(err.var, "SSL_CERTIFICATE_LOCATION");
+    assert!(
+        err.reason.contains("expired on 2021-01-01 00:00:00 UTC"),
+        "{err}"
+    );
 }
 
 #[test]
