@@ -7,10 +7,10 @@ use kafka_protocol::{
     messages::ApiKey,
     protocol::{Request, VersionRange},
 };
-use runtime::kafka::{retry_connect, ConnectError};
+use runtime::kafka::{retry_connect_unless, ConnectError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use transport::Connection;
+use transport::{Connection, Security};
 
 pub use transport::TransportError as ConnError;
 
@@ -41,14 +41,16 @@ fn ours(api: ApiKey) -> VersionRange {
 pub struct Conn(Connection);
 
 impl Conn {
-    /// Connects to `addr` (`host:port`) and asks for its API versions, within `timeout`.
+    /// Connects to `addr` (`host:port`) as `security` says and asks for its API versions, within
+    /// `timeout`.
     pub async fn connect(
         addr: &str,
         client_id: &str,
         timeout: Duration,
+        security: &Security,
     ) -> Result<Self, ConnError> {
         // A Fetch over a thousand partitions at 64 MiB in all, with its framing, fits.
-        Connection::connect(addr, client_id, timeout)
+        Connection::connect_secure(addr, client_id, timeout, security)
             .await
             .map(|c| Self(c.with_max_frame(MAX_FRAME)))
     }
@@ -76,13 +78,15 @@ impl Conn {
 
 /// Connects to the first broker of `brokers` that answers, trying the list again with backoff until
 /// `deadline` (`None`: as long as it takes) or `cancel`; logged as every binary logs waiting for Kafka.
+/// A TLS or SASL failure ([`ConnError::is_fatal`]) ends the wait at once.
 pub async fn bootstrap(
     brokers: &[String],
     client_id: &str,
+    security: &Security,
     deadline: Option<Instant>,
     cancel: &CancellationToken,
 ) -> Result<Conn, ConnectError<ConnError>> {
-    retry_connect(brokers, deadline, cancel, || async {
+    retry_connect_unless(brokers, deadline, cancel, ConnError::is_fatal, || async {
         let mut last = None;
         for addr in brokers {
             // A host that accepts and never answers holds one attempt for at most this long.
@@ -90,8 +94,9 @@ pub async fn bootstrap(
             if let Some(deadline) = deadline {
                 timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
             }
-            match Conn::connect(addr, client_id, timeout).await {
+            match Conn::connect(addr, client_id, timeout, security).await {
                 Ok(conn) => return Ok(conn),
+                Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => last = Some(e),
             }
         }

@@ -48,6 +48,10 @@ pub struct Config {
     /// `ADMIN_TIMEOUT`: how long to wait for Kafka before failing the Job.
     #[serde(default = "default_admin_timeout")]
     pub admin_timeout: HumanDuration,
+    /// `SECURITY_PROTOCOL`, `SASL_*`, `SSL_*`: read by [`runtime::security::from_env`], not by
+    /// this struct (see docs/configuration.md, "Secure clusters").
+    #[serde(skip)]
+    pub security: runtime::security::Security,
 }
 
 /// Default `TOPIC`, the seed's.
@@ -185,6 +189,7 @@ pub async fn run(config: &Config, cancel: &CancellationToken) -> Result<Outcome,
             conn::bootstrap(
                 &config.kafka_brokers,
                 &config.client_id,
+                &config.security,
                 Some(deadline),
                 cancel,
             )
@@ -318,8 +323,15 @@ impl Cluster<'_> {
             .map(|b| format!("{}:{}", b.host, b.port));
         if let (Some(addr), Some(conn)) = (controller, self.conn.as_ref()) {
             if conn.addr() != addr {
-                self.conn =
-                    Some(Conn::connect(&addr, &self.config.client_id, REQUEST_TIMEOUT).await?);
+                self.conn = Some(
+                    Conn::connect(
+                        &addr,
+                        &self.config.client_id,
+                        REQUEST_TIMEOUT,
+                        &self.config.security,
+                    )
+                    .await?,
+                );
             }
         }
         let request = CreateTopicsRequest::default()
@@ -353,6 +365,7 @@ impl Cluster<'_> {
             None => conn::bootstrap(
                 &self.config.kafka_brokers,
                 &self.config.client_id,
+                &self.config.security,
                 Some(Instant::now() + REQUEST_TIMEOUT),
                 &CancellationToken::new(),
             )

@@ -53,6 +53,10 @@ pub struct Env {
     /// [`DEFAULT_TIMEOUT`].
     #[serde(default)]
     pub admin_timeout: Option<HumanDuration>,
+    /// `SECURITY_PROTOCOL`, `SASL_*`, `SSL_*`: read by [`runtime::security::from_env`], not by
+    /// this struct (see docs/configuration.md, "Secure clusters").
+    #[serde(skip)]
+    pub security: runtime::security::Security,
 }
 
 /// How long `admin lag` waits for a broker to answer, unless told: a person is waiting. (The topic
@@ -105,6 +109,9 @@ pub enum LagError {
         /// The deadline, for the message.
         timeout: Duration,
     },
+    /// A broker refused us for good (TLS, SASL): waiting longer cannot help.
+    #[error(transparent)]
+    Refused(ConnectError<ConnError>),
     /// The group coordinator could not be asked.
     #[error(transparent)]
     Group(#[from] inspect::InspectError),
@@ -278,15 +285,25 @@ impl Reader {
         cancel: &CancellationToken,
     ) -> Result<Self, LagError> {
         let deadline = Some(Instant::now() + timeout);
-        let conn = conn::bootstrap(&env.kafka_brokers, &env.client_id, deadline, cancel)
-            .await
-            .map_err(|source| LagError::Connect { source, timeout })?;
+        let conn = conn::bootstrap(
+            &env.kafka_brokers,
+            &env.client_id,
+            &env.security,
+            deadline,
+            cancel,
+        )
+        .await
+        .map_err(|source| match source {
+            ConnectError::Fatal { .. } => LagError::Refused(source),
+            source => LagError::Connect { source, timeout },
+        })?;
         let sampler = Sampler::new(
             env.kafka_brokers.clone(),
             env.client_id.clone(),
             SAMPLE_TIMEOUT,
             Filter::everything(),
         )
+        .with_security(env.security.clone())
         .with_bootstrap_connection(conn);
         Ok(Self {
             sampler,
@@ -298,11 +315,12 @@ impl Reader {
 
     async fn coordinator(&mut self, group: &str) -> Result<&mut Connection, LagError> {
         if self.coordinator.is_none() {
-            let conn = inspect::coordinator(
+            let conn = inspect::coordinator_secure(
                 &self.env.kafka_brokers,
                 &self.env.client_id,
                 group,
                 Duration::from_secs(10),
+                &self.env.security,
             )
             .await?;
             self.coordinator = Some(conn);

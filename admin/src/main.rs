@@ -24,7 +24,10 @@ enum Command {
     /// Create TOPIC with PARTITIONS and REPLICATION_FACTOR; succeed if it already exists as requested.
     ///
     /// Environment: KAFKA_BROKERS (required), TOPIC, PARTITIONS, REPLICATION_FACTOR, ADMIN_TIMEOUT,
-    /// CLIENT_ID, RUST_LOG, LOG_FORMAT.
+    /// CLIENT_ID, RUST_LOG, LOG_FORMAT; for a secure cluster SECURITY_PROTOCOL, SASL_MECHANISM,
+    /// SASL_USERNAME, SASL_PASSWORD or SASL_PASSWORD_FILE, SSL_CA_LOCATION, SSL_CERTIFICATE_LOCATION,
+    /// SSL_KEY_LOCATION, SSL_ENDPOINT_IDENTIFICATION_ALGORITHM (every subcommand: see
+    /// docs/configuration.md).
     CreateTopic,
     /// Show a consumer group's lag per partition, like kafka-consumer-groups.sh --describe, plus time
     /// lag; with --watch also each partition's state, rates and drain ETA, and the consumers needed.
@@ -88,7 +91,11 @@ fn main() -> ExitCode {
 }
 
 fn exporter_main() -> ExitCode {
-    let config: admin::exporter::Config = match runtime::config::from_env() {
+    let config = runtime::config::from_env::<admin::exporter::Config>().and_then(|mut c| {
+        c.security = runtime::security::from_env()?;
+        Ok(c)
+    });
+    let config = match config {
         Ok(config) => config,
         Err(err) => return runtime::config_error("admin exporter", err),
     };
@@ -107,7 +114,11 @@ fn exporter_main() -> ExitCode {
 }
 
 fn lag_main(args: LagArgs) -> ExitCode {
-    let env: admin::lag::Env = match runtime::config::from_env() {
+    let env = runtime::config::from_env::<admin::lag::Env>().and_then(|mut c| {
+        c.security = runtime::security::from_env()?;
+        Ok(c)
+    });
+    let env = match env {
         Ok(env) => env,
         Err(err) => return runtime::config_error("admin lag", err),
     };
@@ -143,7 +154,11 @@ fn lag_main(args: LagArgs) -> ExitCode {
 }
 
 fn create_topic_main() -> ExitCode {
-    let config: create_topic::Config = match runtime::config::from_env() {
+    let config = runtime::config::from_env::<create_topic::Config>().and_then(|mut c| {
+        c.security = runtime::security::from_env()?;
+        Ok(c)
+    });
+    let config = match config {
         Ok(config) => config,
         Err(err) => return runtime::config_error("admin create-topic", err),
     };

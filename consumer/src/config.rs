@@ -126,6 +126,10 @@ pub struct Config {
     /// `SHUTDOWN_TIMEOUT`: how long SIGTERM may take (finish the record, commit, leave).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: HumanDuration,
+    /// `SECURITY_PROTOCOL`, `SASL_*`, `SSL_*`: read by [`runtime::security::from_env`], not by
+    /// this struct (see docs/configuration.md, "Secure clusters").
+    #[serde(skip)]
+    pub security: runtime::security::Security,
 }
 
 fn default_topic() -> String {
@@ -246,6 +250,7 @@ impl Config {
             // until its last batch is processed, and a pod has 64 MiB.
             max_bytes: self.fetch_max_bytes.saturating_mul(4),
             max_wait: self.fetch_max_wait.get(),
+            security: self.security.clone(),
             ..fetch::FetchConfig::new(self.kafka_brokers.clone(), self.client_id.clone())
         }
     }

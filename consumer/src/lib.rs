@@ -60,6 +60,9 @@ pub enum ConsumerError {
         /// Why.
         source: std::io::Error,
     },
+    /// Kafka refused the connection for a reason retrying cannot fix (TLS, SASL).
+    #[error("connecting to Kafka")]
+    Kafka(#[source] runtime::kafka::ConnectError<transport::TransportError>),
 }
 
 /// `/readyz`: ready once the member is in a stable group whose coordinator answers (with an
@@ -120,7 +123,7 @@ pub async fn run(
             cancel.clone(),
         ));
     }
-    if !wait_for_kafka(config, cancel).await {
+    if !wait_for_kafka(config, cancel).await? {
         tracing::info!("stopped before Kafka answered");
         return Ok(());
     }
@@ -136,6 +139,7 @@ pub async fn run(
                 .shutdown_timeout
                 .get()
                 .saturating_sub(Duration::from_secs(2)),
+            security: config.security.clone(),
         },
         config.membership(),
         // A child token: processing that fails (stdout closed) must make the driver leave too.
@@ -503,39 +507,17 @@ impl Consumer {
     }
 }
 
-/// Waits until a bootstrap broker answers ApiVersions, so a consumer started before Kafka says so
-/// once and joins when it comes; `false` when cancelled first.
-async fn wait_for_kafka(config: &Config, cancel: &CancellationToken) -> bool {
-    let list = config.kafka_brokers.join(",");
-    let started = Instant::now();
-    let mut backoff =
-        runtime::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        for addr in &config.kafka_brokers {
-            let attempt =
-                transport::Connection::connect(addr, &config.client_id, Duration::from_secs(10));
-            let result = tokio::select! {
-                r = attempt => r,
-                _ = cancel.cancelled() => return false,
-            };
-            match result {
-                Ok(_) => {
-                    if backoff.attempts() > 0 {
-                        tracing::info!(brokers = %list, waited = ?started.elapsed(), "connected to Kafka");
-                    }
-                    return true;
-                }
-                Err(err) if backoff.attempts() == 0 => {
-                    tracing::warn!(brokers = %list, cause = %err, "Kafka is not reachable yet; retrying with backoff");
-                }
-                Err(err) => {
-                    tracing::debug!(brokers = %list, cause = %err, attempt = backoff.attempts(), "still waiting for Kafka");
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = cancel.cancelled() => return false,
-        }
+/// Waits until a bootstrap broker answers ApiVersions (and accepts our TLS and SASL), so a consumer
+/// started before Kafka says so once and joins when it comes; `false` when cancelled first, an
+/// error when the broker refused us for good (a wrong password, an untrusted certificate).
+async fn wait_for_kafka(
+    config: &Config,
+    cancel: &CancellationToken,
+) -> Result<bool, ConsumerError> {
+    let (brokers, id, security) = (&config.kafka_brokers, &config.client_id, &config.security);
+    match runtime::kafka::preflight(brokers, id, security, None, cancel).await {
+        Ok(()) => Ok(true),
+        Err(runtime::kafka::ConnectError::Cancelled { .. }) => Ok(false),
+        Err(err) => Err(ConsumerError::Kafka(err)),
     }
 }

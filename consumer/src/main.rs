@@ -11,6 +11,10 @@ fn main() -> ExitCode {
     }
     let config = runtime::telemetry::init()
         .and_then(|()| runtime::config::from_env::<consumer::Config>())
+        .and_then(|mut c| {
+            c.security = runtime::security::from_env()?;
+            Ok(c)
+        })
         .and_then(|c| c.validate().map(|()| c));
     let config = match config {
         Ok(config) => config,

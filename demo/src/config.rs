@@ -165,6 +165,9 @@ impl<'de> Deserialize<'de> for LocalBroker {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kafka_brokers: Option<Vec<String>>,
+    /// `SECURITY_PROTOCOL`, `SASL_*`, `SSL_*` for `KAFKA_BROKERS` (the demo's own broker is
+    /// plaintext): read by [`runtime::security::from_env`], passed on to the children.
+    pub security: runtime::security::Security,
     /// The broker to start when `kafka_brokers` is `None`.
     pub local: LocalBroker,
     pub topic: String,
@@ -249,6 +252,7 @@ impl Env {
             None
         };
         Ok(Config {
+            security: runtime::security::Security::plaintext(),
             autoscale,
             kafka_brokers: self.kafka_brokers.clone(),
             local: self.demo_broker,

@@ -78,6 +78,7 @@ impl Fleet {
                 // Nothing scrapes the producers: no 200 listening ports.
                 .env("METRICS_ADDR", "")
                 .env("RUST_LOG", "warn")
+                .envs(runtime::security::inherited())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log.try_clone().context("sharing producers.log")?)
@@ -106,6 +107,7 @@ impl Fleet {
             .env("METRICS_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            .envs(runtime::security::inherited())
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)

@@ -60,7 +60,11 @@ fn main() -> ExitCode {
     let config = runtime::telemetry::init()
         .and_then(|()| runtime::config::from_env::<config::Env>())
         .map_err(|e| e.to_string())
-        .and_then(|env| env.resolve(bin_dir, now));
+        .and_then(|env| env.resolve(bin_dir, now))
+        .and_then(|mut c| {
+            c.security = runtime::security::from_env().map_err(|e| e.to_string())?;
+            Ok(c)
+        });
     let config = match config {
         Ok(config) => config,
         Err(err) => return runtime::config_error("demo", err),
@@ -231,6 +235,7 @@ async fn prepare(
         partitions: config.partitions,
         replication_factor: config.replication_factor,
         admin_timeout: runtime::config::HumanDuration(Duration::from_secs(60)),
+        security: config.security.clone(),
     };
     admin::create_topic::run(&topic, cancel)
         .await
@@ -241,6 +246,7 @@ async fn prepare(
             client_id: "demo-lag".into(),
             topic: config.topic.clone(),
             admin_timeout: None,
+            security: config.security.clone(),
         },
         Duration::from_secs(30),
         cancel,

@@ -15,6 +15,8 @@ const DOC: &str = "docs/configuration.md";
 /// The section whose rows every binary reads (through `runtime::telemetry::init`).
 const EVERY_BINARY: &str = "Every binary";
 const DEVELOPER: &str = "Developer-only";
+/// The section whose rows every Kafka client reads (through `runtime::security::from_env`).
+const SECURE: &str = "Secure clusters";
 /// Read but not ours to document: the system's own.
 const NOT_DOCUMENTED: &[(&str, &str)] = &[
     ("PATH", "where programs are found"),
@@ -97,6 +99,16 @@ fn readers() -> Vec<Reader> {
             structure: "consumer::Config",
             file: "consumer/src/config.rs",
             variables: listed::<consumer::Config>(),
+            help: (
+                "consumer/src/usage.txt",
+                include_str!("../../consumer/src/usage.txt"),
+            ),
+        },
+        Reader {
+            section: SECURE,
+            structure: "runtime::security::SecurityEnv",
+            file: "runtime/src/security.rs",
+            variables: listed::<runtime::security::SecurityEnv>(),
             help: (
                 "consumer/src/usage.txt",
                 include_str!("../../consumer/src/usage.txt"),
@@ -295,6 +307,34 @@ fn each_binary_s_help_names_its_variables() {
                 missing.push(format!(
                     "{var} ({}) is not named in {file}, the help text: add it there too",
                     reader.structure
+                ));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "\n{}\n", missing.join("\n"));
+}
+
+/// The security variables are read by every client, so every client's help names them (the
+/// [`SECURE`] reader checks the consumer's).
+#[test]
+fn every_client_s_help_names_the_security_variables() {
+    let helps = [
+        ("admin/src/main.rs", include_str!("../../admin/src/main.rs")),
+        (
+            "producer/src/usage.txt",
+            include_str!("../../producer/src/usage.txt"),
+        ),
+        (
+            "demo/src/usage.txt",
+            include_str!("../../demo/src/usage.txt"),
+        ),
+    ];
+    let mut missing = Vec::new();
+    for var in listed::<runtime::security::SecurityEnv>() {
+        for (file, text) in helps {
+            if !text.contains(var.as_str()) {
+                missing.push(format!(
+                    "{var} is not named in {file}, the help text: add it"
                 ));
             }
         }

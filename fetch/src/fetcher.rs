@@ -253,9 +253,14 @@ async fn fetch_loop(
         .unwrap_or(0)
         .saturating_add(1024 * 1024)
         .max(transport::DEFAULT_MAX_FRAME);
-    let mut conn = Connection::connect(addr, &config.client_id, config.connect_timeout)
-        .await?
-        .with_max_frame(max_frame);
+    let mut conn = Connection::connect_secure(
+        addr,
+        &config.client_id,
+        config.connect_timeout,
+        &config.security,
+    )
+    .await?
+    .with_max_frame(max_frame);
     let fetch_version = conn.version_of::<FetchRequest>(FETCH)?;
     let list_version = conn.version_of::<ListOffsetsRequest>(LIST_OFFSETS)?;
     let timeout = config.max_wait + config.request_timeout;

@@ -58,6 +58,8 @@ pub struct FetchConfig {
     pub connect_timeout: Duration,
     /// How long a request may take beyond `max_wait`.
     pub request_timeout: Duration,
+    /// TLS and SASL for every connection.
+    pub security: transport::Security,
 }
 
 impl FetchConfig {
@@ -73,6 +75,7 @@ impl FetchConfig {
             max_wait: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            security: transport::Security::plaintext(),
         }
     }
 }

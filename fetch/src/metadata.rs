@@ -82,8 +82,13 @@ impl MetadataClient {
                 }
                 let addr = &self.bootstrap[self.next % self.bootstrap.len()];
                 self.next = self.next.wrapping_add(1);
-                let conn =
-                    Connection::connect(addr, &config.client_id, config.connect_timeout).await?;
+                let conn = Connection::connect_secure(
+                    addr,
+                    &config.client_id,
+                    config.connect_timeout,
+                    &config.security,
+                )
+                .await?;
                 self.conn.insert(conn)
             }
         };

@@ -102,13 +102,23 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` and negotiates API versions.
+    /// Connects to `addr` in plaintext and negotiates API versions.
     pub async fn connect(
         addr: &str,
         client_id: &str,
         timeout: Duration,
     ) -> Result<Self, ConnectionError> {
-        let inner = transport::Connection::connect(addr, client_id, timeout)
+        Self::connect_secure(addr, client_id, timeout, &transport::Security::plaintext()).await
+    }
+
+    /// Connects to `addr` as `security` says (TLS, SASL) and negotiates API versions.
+    pub async fn connect_secure(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        security: &transport::Security,
+    ) -> Result<Self, ConnectionError> {
+        let inner = transport::Connection::connect_secure(addr, client_id, timeout, security)
             .await?
             .with_max_frame(MAX_FRAME);
         let versions = Versions::from_broker(inner.broker_versions()).map_err(|error| {

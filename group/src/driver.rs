@@ -41,6 +41,8 @@ pub struct DriverConfig {
     pub connect_timeout: Duration,
     /// After shutdown is requested, how long the commit and LeaveGroup may take in total.
     pub leave_timeout: Duration,
+    /// TLS and SASL for every connection.
+    pub security: transport::Security,
 }
 
 /// What the application tells the driver.
@@ -322,8 +324,11 @@ impl Driver {
                     .collect()
             }
         };
-        let (client_id, connect_timeout) =
-            (self.config.client_id.clone(), self.config.connect_timeout);
+        let (client_id, connect_timeout, security) = (
+            self.config.client_id.clone(),
+            self.config.connect_timeout,
+            self.config.security.clone(),
+        );
         let future: InFlight = Box::pin(async move {
             let exchange = async move {
                 let mut conn = match cached {
@@ -332,7 +337,14 @@ impl Driver {
                         let mut last = String::from("no bootstrap brokers");
                         let mut connected = None;
                         for addr in &addrs {
-                            match Connection::connect(addr, &client_id, connect_timeout).await {
+                            match Connection::connect_secure(
+                                addr,
+                                &client_id,
+                                connect_timeout,
+                                &security,
+                            )
+                            .await
+                            {
                                 Ok(conn) => {
                                     connected = Some(conn);
                                     break;
@@ -559,6 +571,7 @@ mod tests {
                 bootstrap: Vec::new(),
                 client_id: "test".into(),
                 connect_timeout: Duration::from_secs(1),
+                security: transport::Security::plaintext(),
                 leave_timeout: Duration::from_secs(1),
             },
             Config::new("g", vec!["t".into()]),

@@ -13,6 +13,7 @@ use kafka_protocol::{
     protocol::StrBytes,
     ResponseError,
 };
+use transport::Security;
 
 use crate::{
     codec,
@@ -95,16 +96,28 @@ pub struct GroupDescription {
     pub epochs: Option<(i32, i32)>,
 }
 
-/// Connects to the coordinator of `group` through the first bootstrap broker that answers.
+/// Connects to the coordinator of `group` through the first bootstrap broker that answers, in
+/// plaintext.
 pub async fn coordinator(
     bootstrap: &[String],
     client_id: &str,
     group: &str,
     timeout: Duration,
 ) -> Result<Connection, InspectError> {
+    coordinator_secure(bootstrap, client_id, group, timeout, &Security::plaintext()).await
+}
+
+/// [`coordinator`] with `security`'s TLS and SASL.
+pub async fn coordinator_secure(
+    bootstrap: &[String],
+    client_id: &str,
+    group: &str,
+    timeout: Duration,
+    security: &Security,
+) -> Result<Connection, InspectError> {
     let mut last = None;
     for addr in bootstrap {
-        let mut conn = match Connection::connect(addr, client_id, timeout).await {
+        let mut conn = match Connection::connect_secure(addr, client_id, timeout, security).await {
             Ok(conn) => conn,
             Err(e) => {
                 last = Some(e);
@@ -125,9 +138,13 @@ pub async fn coordinator(
             };
             match ResponseError::try_from_code(code) {
                 None => {
-                    return Ok(
-                        Connection::connect(&format!("{host}:{port}"), client_id, timeout).await?,
+                    return Ok(Connection::connect_secure(
+                        &format!("{host}:{port}"),
+                        client_id,
+                        timeout,
+                        security,
                     )
+                    .await?)
                 }
                 Some(e) if e.is_retriable() && attempt < 9 => {
                     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -116,6 +116,13 @@ pub struct Options {
     pub port: Option<u16>,
     /// Extra `server.properties` lines, applied to every node after the defaults.
     pub properties: Vec<(String, String)>,
+    /// Client listeners besides PLAINTEXT (which stays the inter-broker one and the one
+    /// [`Cluster::bootstrap`] names), each on ports of its own: for TLS and SASL tests. Their
+    /// settings (`listener.name.<name>.…`) come through [`properties`](Self::properties).
+    pub listeners: Vec<Listener>,
+    /// Extra arguments of `kafka.tools.StorageTool format`, e.g. `--add-scram` and
+    /// `SCRAM-SHA-256=[name=alice,password=alice-secret]`: SCRAM users exist before the first start.
+    pub format_args: Vec<String>,
     /// The JVM's maximum heap.
     pub heap: String,
     /// JVM options that start faster and run slower (C1 only): for tests, not for the bench.
@@ -131,6 +138,8 @@ impl Default for Options {
             data_dir: None,
             port: None,
             properties: Vec::new(),
+            listeners: Vec::new(),
+            format_args: Vec::new(),
             heap: "512m".into(),
             quick_start: false,
             ready_timeout: Duration::from_secs(90),
@@ -152,6 +161,31 @@ impl Options {
         self.properties.push((key.to_string(), value.to_string()));
         self
     }
+
+    /// Adds a client listener `name` (upper case, e.g. `SASL_SSL` or `MTLS`) speaking `protocol`
+    /// (`SSL`, `SASL_PLAINTEXT` or `SASL_SSL`).
+    pub fn listener(mut self, name: &str, protocol: &str) -> Self {
+        self.listeners.push(Listener {
+            name: name.to_string(),
+            protocol: protocol.to_string(),
+        });
+        self
+    }
+
+    /// Adds a `StorageTool format` argument.
+    pub fn format_arg(mut self, arg: impl Into<String>) -> Self {
+        self.format_args.push(arg.into());
+        self
+    }
+}
+
+/// A client listener of its own security protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// The listener name, as in `listeners` and `listener.name.<name lower case>.…`.
+    pub name: String,
+    /// Kafka's security protocol for it.
+    pub protocol: String,
 }
 
 /// One node: its ports, its files and, while it runs, its process.
@@ -161,6 +195,8 @@ struct Node {
     id: i32,
     /// The client listener.
     port: u16,
+    /// The ports of [`Options::listeners`], in order.
+    extra_ports: Vec<u16>,
     /// Its `server.properties`.
     config: PathBuf,
     /// Its combined stdout and stderr.
@@ -217,17 +253,26 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         let mut nodes = Vec::new();
+        let extra = extra_ports(options)?;
         for (i, (port, controller_port)) in ports.iter().copied().enumerate() {
             let id = i as i32 + 1;
+            let extra_ports = extra.get(i).cloned().unwrap_or_default();
             let node_dir = dir.join(format!("node-{id}"));
             fs::create_dir_all(&node_dir)
                 .map_err(io(format!("creating {}", node_dir.display())))?;
             let config = node_dir.join("server.properties");
-            let text = server_properties(id, port, controller_port, &voters, &node_dir, options);
+            let text = server_properties(
+                id,
+                (port, controller_port, &extra_ports),
+                &voters,
+                &node_dir,
+                options,
+            );
             fs::write(&config, text).map_err(io(format!("writing {}", config.display())))?;
             nodes.push(Node {
                 id,
                 port,
+                extra_ports,
                 log: node_dir.join("kafka.log"),
                 pid_file: node_dir.join("kafka.pid"),
                 config,
@@ -252,6 +297,18 @@ impl Cluster {
         }
         cluster.wait_ready(cluster.options.ready_timeout)?;
         Ok(cluster)
+    }
+
+    /// `host:port,…` of every node's listener `name` (one of [`Options::listeners`]); `None` when
+    /// there is no such listener.
+    pub fn listener_bootstrap(&self, name: &str) -> Option<String> {
+        let index = self.options.listeners.iter().position(|l| l.name == name)?;
+        let addrs: Option<Vec<String>> = self
+            .nodes
+            .iter()
+            .map(|n| n.extra_ports.get(index).map(|p| format!("127.0.0.1:{p}")))
+            .collect();
+        addrs.map(|a| a.join(","))
     }
 
     /// `host:port,…` of every node, for `KAFKA_BROKERS` or `bootstrap.servers`.
@@ -490,6 +547,7 @@ impl Cluster {
                 .args(["kafka.tools.StorageTool", "format", "--ignore-formatted"])
                 .args(["--cluster-id", &cluster_id, "--config"])
                 .arg(&node.config)
+                .args(&self.options.format_args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -626,13 +684,25 @@ impl Drop for Cluster {
 /// as far as the node count allows, no auto-created topics (as in `k8s/`).
 fn server_properties(
     id: i32,
-    port: u16,
-    controller_port: u16,
+    (port, controller_port, extra_ports): (u16, u16, &[u16]),
     voters: &str,
     node_dir: &Path,
     options: &Options,
 ) -> String {
     let n = options.nodes.max(1);
+    let extra: Vec<(&Listener, u16)> = options
+        .listeners
+        .iter()
+        .zip(extra_ports.iter().copied())
+        .collect();
+    let extra_listeners: String = extra
+        .iter()
+        .map(|(l, p)| format!(",{}://127.0.0.1:{p}", l.name))
+        .collect();
+    let extra_protocols: String = extra
+        .iter()
+        .map(|(l, _)| format!(",{}:{}", l.name, l.protocol))
+        .collect();
     let replicas = n.min(3);
     let min_isr = if n >= 3 { 2 } else { 1 };
     let mut props: Vec<(String, String)> = [
@@ -641,16 +711,19 @@ fn server_properties(
         ("controller.quorum.voters", voters.to_string()),
         (
             "listeners",
-            format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"),
+            format!(
+                "PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}\
+                 {extra_listeners}"
+            ),
         ),
         (
             "advertised.listeners",
-            format!("PLAINTEXT://127.0.0.1:{port}"),
+            format!("PLAINTEXT://127.0.0.1:{port}{extra_listeners}"),
         ),
         ("controller.listener.names", "CONTROLLER".into()),
         (
             "listener.security.protocol.map",
-            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+            format!("PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{extra_protocols}"),
         ),
         ("inter.broker.listener.name", "PLAINTEXT".into()),
         ("log.dirs", node_dir.join("data").display().to_string()),
@@ -701,6 +774,34 @@ fn ports(options: &Options) -> Result<Vec<(u16, u16)>, Error> {
         .collect::<Result<_, _>>()
         .map_err(io("reading a bound port"))?;
     Ok((0..n).map(|i| (found[2 * i], found[2 * i + 1])).collect())
+}
+
+/// For each node, the ports of [`Options::listeners`]: after the controllers' with a fixed base
+/// port (`base + 2n + k·n + i`), else free ones.
+fn extra_ports(options: &Options) -> Result<Vec<Vec<u16>>, Error> {
+    let n = options.nodes.max(1);
+    let k = options.listeners.len();
+    if let Some(base) = options.port {
+        return Ok((0..n as u16)
+            .map(|i| {
+                (0..k as u16)
+                    .map(|j| base + 2 * n as u16 + j * n as u16 + i)
+                    .collect()
+            })
+            .collect());
+    }
+    let held: Vec<TcpListener> = (0..n * k)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(io("finding free loopback ports"))?;
+    let found: Vec<u16> = held
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()
+        .map_err(io("reading a bound port"))?;
+    Ok((0..n)
+        .map(|i| (0..k).map(|j| found[i * k + j]).collect())
+        .collect())
 }
 
 /// A fresh directory under the system's temp dir.
@@ -785,12 +886,18 @@ mod tests {
     #[test]
     fn properties_replicate_internal_topics_as_far_as_the_cluster_allows() {
         let opts = Options::nodes(3).property("group.initial.rebalance.delay.ms", 0);
-        let text = server_properties(2, 9092, 9095, "1@x:1", Path::new("/d"), &opts);
+        let text = server_properties(2, (9092, 9095, &[]), "1@x:1", Path::new("/d"), &opts);
         assert!(text.contains("node.id=2\n"));
         assert!(text.contains("offsets.topic.replication.factor=3\n"));
         assert!(text.contains("transaction.state.log.min.isr=2\n"));
         assert!(text.contains("group.initial.rebalance.delay.ms=0\n"));
-        let one = server_properties(1, 9092, 9093, "1@x:1", Path::new("/d"), &Options::nodes(1));
+        let one = server_properties(
+            1,
+            (9092, 9093, &[]),
+            "1@x:1",
+            Path::new("/d"),
+            &Options::nodes(1),
+        );
         assert!(one.contains("offsets.topic.replication.factor=1\n"));
     }
 
@@ -799,7 +906,7 @@ mod tests {
         let opts = Options::nodes(1)
             .property("num.partitions", 3)
             .property("num.partitions", 9);
-        let text = server_properties(1, 1, 2, "1@x:2", Path::new("/d"), &opts);
+        let text = server_properties(1, (1, 2, &[]), "1@x:2", Path::new("/d"), &opts);
         assert_eq!(text.matches("num.partitions=").count(), 1);
         assert!(text.contains("num.partitions=9\n"));
     }

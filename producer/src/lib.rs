@@ -64,6 +64,10 @@ pub struct Config {
     /// unset, port 9090 when free, else an ephemeral port (see [`runtime::http::MetricsAddr`]).
     #[serde(default, deserialize_with = "runtime::http::metrics_addr")]
     pub metrics_addr: runtime::http::MetricsAddr,
+    /// `SECURITY_PROTOCOL`, `SASL_*`, `SSL_*`: read by [`runtime::security::from_env`], not by
+    /// this struct (see docs/configuration.md, "Secure clusters").
+    #[serde(skip)]
+    pub security: runtime::security::Security,
 }
 
 fn default_topic() -> String {
@@ -111,9 +115,9 @@ impl Payload {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProducerError {
-    /// Connecting was cancelled.
+    /// Connecting was cancelled, or Kafka refused us for good (TLS, SASL).
     #[error(transparent)]
-    Connect(#[from] kafka::ConnectError),
+    Connect(#[from] kafka::ClientConnectError),
     /// A broker error that retrying cannot fix (authorization, record too large, invalid topic …).
     #[error("sending message {seq} to topic '{topic}' failed and will not succeed on retry")]
     Fatal {
@@ -237,7 +241,14 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<Summary, ProducerError> {
     serve_metrics(config, metrics, cancel).await?;
-    let client = kafka::connect(&config.kafka_brokers, &config.client_id, None, cancel).await?;
+    let client = kafka::connect(
+        &config.kafka_brokers,
+        &config.client_id,
+        &config.security,
+        None,
+        cancel,
+    )
+    .await?;
     let mut summary = Summary::default();
     let Some(count) = wait_for_topic(&client, config, cancel).await else {
         return Ok(summary);

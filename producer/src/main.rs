@@ -9,11 +9,16 @@ fn main() -> ExitCode {
     if runtime::usage_requested(include_str!("usage.txt")) {
         return ExitCode::SUCCESS;
     }
-    let config: producer::Config =
-        match runtime::telemetry::init().and_then(|()| runtime::config::from_env()) {
-            Ok(config) => config,
-            Err(err) => return runtime::config_error("producer", err),
-        };
+    let config = runtime::telemetry::init()
+        .and_then(|()| runtime::config::from_env::<producer::Config>())
+        .and_then(|mut c| {
+            c.security = runtime::security::from_env()?;
+            Ok(c)
+        });
+    let config = match config {
+        Ok(config) => config,
+        Err(err) => return runtime::config_error("producer", err),
+    };
     // One thread: a 1 Hz sender needs no more, and 200 replicas make every idle thread count.
     let result = runtime::shutdown::block_on(1, |cancel| async move {
         let metrics = producer::metrics::Metrics::new().context("registering metrics")?;

@@ -5,12 +5,13 @@ use std::{future::Future, time::Duration};
 use rskafka::{
     client::{
         error::{Error as ClientError, ProtocolError},
-        Client, ClientBuilder,
+        Client,
     },
     BackoffConfig,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use transport::{Connection, Security, TransportError};
 
 use crate::backoff::Backoff;
 
@@ -39,6 +40,15 @@ pub enum ConnectError<E = ClientError> {
         /// The last failure seen.
         last_error: E,
     },
+    /// A broker refused us for a reason retrying cannot fix: authentication, TLS trust, a
+    /// listener of another security protocol. The error names the broker.
+    #[error("{error}")]
+    Fatal {
+        /// The bootstrap list, for the message.
+        brokers: String,
+        /// What the broker (or the handshake) said.
+        error: E,
+    },
 }
 
 /// rskafka's own retry settings: short, capped, bounded by [`REQUEST_DEADLINE`].
@@ -51,15 +61,32 @@ pub fn rskafka_backoff() -> BackoffConfig {
     }
 }
 
-/// Builds an rskafka client for `brokers`, as [`retry_connect`] does.
+/// Why [`connect`] gave up: our own handshake failed for good, or rskafka's client did.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientConnectError {
+    /// The security handshake (TLS, SASL) on our own connection failed for good, or shutdown came
+    /// first.
+    #[error(transparent)]
+    Handshake(#[from] ConnectError<TransportError>),
+    /// rskafka's client could not be built.
+    #[error(transparent)]
+    Client(#[from] ConnectError),
+}
+
+/// Builds an rskafka client for `brokers` with `security`, as [`retry_connect`] does. First one of
+/// our own connections proves the handshake: a wrong password or an untrusted certificate is
+/// reported in plain words and ends the wait, where rskafka's error would be retried forever.
 pub async fn connect(
     brokers: &[String],
     client_id: &str,
+    security: &Security,
     deadline: Option<Instant>,
     cancel: &CancellationToken,
-) -> Result<Client, ConnectError> {
+) -> Result<Client, ClientConnectError> {
+    preflight(brokers, client_id, security, deadline, cancel).await?;
     retry_connect(brokers, deadline, cancel, || async {
-        let attempt = ClientBuilder::new(brokers.to_vec())
+        let attempt = crate::security::client_builder(brokers, security)
             .client_id(client_id)
             .backoff_config(rskafka_backoff())
             .build();
@@ -73,16 +100,74 @@ pub async fn connect(
         }
     })
     .await
+    .map_err(ClientConnectError::from)
+}
+
+/// How long one connection attempt of [`preflight`] may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits until a broker of `brokers` completes our own handshake (TCP, TLS, ApiVersions, SASL), as
+/// [`retry_connect_unless`] does, giving up at once on an error [`TransportError::is_fatal`] calls
+/// fatal.
+pub async fn preflight(
+    brokers: &[String],
+    client_id: &str,
+    security: &Security,
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+) -> Result<(), ConnectError<TransportError>> {
+    retry_connect_unless(
+        brokers,
+        deadline,
+        cancel,
+        TransportError::is_fatal,
+        || async {
+            let mut last = None;
+            for addr in brokers {
+                let mut timeout = ATTEMPT_TIMEOUT;
+                if let Some(deadline) = deadline {
+                    timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
+                }
+                match Connection::connect_secure(addr, client_id, timeout, security).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.is_fatal() => return Err(e),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| TransportError::Io {
+                addr: String::new(),
+                error: std::io::Error::other("KAFKA_BROKERS is empty"),
+            }))
+        },
+    )
+    .await
+}
+
+/// [`retry_connect_unless`] for an error that is never fatal.
+pub async fn retry_connect<T, E, F, Fut>(
+    brokers: &[String],
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+    attempt: F,
+) -> Result<T, ConnectError<E>>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    retry_connect_unless(brokers, deadline, cancel, |_| false, attempt).await
 }
 
 /// Runs `attempt` (one try at reaching the cluster behind `brokers`) with backoff until it succeeds,
 /// `deadline` passes (`None`: wait as long as it takes, as a pod should while Kafka starts) or
 /// `cancel` fires. Logs the first failure at warn and the recovery at info, not every attempt. The
-/// attempt bounds itself by the deadline.
-pub async fn retry_connect<T, E, F, Fut>(
+/// attempt bounds itself by the deadline. An error `fatal` accepts ends the wait at once
+/// ([`ConnectError::Fatal`]): a wrong password does not get better with time.
+pub async fn retry_connect_unless<T, E, F, Fut>(
     brokers: &[String],
     deadline: Option<Instant>,
     cancel: &CancellationToken,
+    fatal: impl Fn(&E) -> bool,
     mut attempt: F,
 ) -> Result<T, ConnectError<E>>
 where
@@ -107,6 +192,12 @@ where
             }
             Err(err) => err,
         };
+        if fatal(&err) {
+            return Err(ConnectError::Fatal {
+                brokers: list,
+                error: err,
+            });
+        }
         if backoff.attempts() == 0 {
             tracing::warn!(brokers = %list, cause = %err, "Kafka is not reachable yet; retrying with backoff");
         } else {
@@ -200,12 +291,20 @@ mod tests {
         // each attempt, rskafka waits for the answer forever.
         let result = tokio::time::timeout(
             Duration::from_secs(60),
-            connect(std::slice::from_ref(&addr), "t", Some(deadline), &cancel),
+            connect(
+                std::slice::from_ref(&addr),
+                "t",
+                &Security::plaintext(),
+                Some(deadline),
+                &cancel,
+            ),
         )
         .await
         .expect("connect returned at all");
         match result {
-            Err(ConnectError::Timeout { brokers, .. }) => assert_eq!(brokers, addr),
+            Err(ClientConnectError::Handshake(ConnectError::Timeout { brokers, .. })) => {
+                assert_eq!(brokers, addr)
+            }
             Err(other) => panic!("expected a timeout, got {other}"),
             Ok(_) => panic!("a silent listener is not a broker"),
         }

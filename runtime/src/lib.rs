@@ -8,6 +8,7 @@
 //! - [`backoff`]: capped exponential backoff with jitter, for every retry loop.
 //! - [`kafka`]: connecting an rskafka client with bounded retries, and sorting broker errors into
 //!   "retry" and "give up".
+//! - [`security`]: `SECURITY_PROTOCOL`, `SASL_*` and `SSL_*`, for our connections and rskafka's.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -15,6 +16,7 @@ pub mod backoff;
 pub mod config;
 pub mod http;
 pub mod kafka;
+pub mod security;
 pub mod shutdown;
 pub mod telemetry;
 

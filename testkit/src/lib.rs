@@ -10,6 +10,7 @@
 //! - [`produce`]: test data written with rskafka directly, at once or at a steady rate.
 //! - [`python`]: runs the scripts in `tests/py/` with kafka-python and confluent-kafka.
 //! - [`java`]: the Java client's group member (`tests/java/`) and Kafka's own command-line tools.
+//! - [`secure`]: Apache Kafka with TLS, mutual TLS and SASL listeners, and test certificates.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -20,6 +21,7 @@ mod nisshi;
 mod process;
 pub mod produce;
 pub mod python;
+pub mod secure;
 
 pub use broker::{kind as broker_kind, Broker, Kind as BrokerKind};
 pub use localkafka;

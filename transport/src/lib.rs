@@ -8,6 +8,8 @@
 //! - [`TopicPartition`]: the partition name every layer above shares.
 //! - [`decode_body`]: a response body is decoded only after [`lengths::check_lengths`] found no array
 //!   count its bytes cannot hold (`kafka-protocol` allocates what a count claims before reading it).
+//! - [`security`]: TLS and SASL settings ([`Security`]), applied by [`Connection::connect_secure`]:
+//!   TCP, the TLS handshake, ApiVersions, SaslHandshake v1 and SaslAuthenticate, in Kafka's order.
 //!
 //! One request in flight at a time: a request the caller abandons (a timeout, a cancelled task) must
 //! drop the connection, since its late answer would arrive in place of the next one. `call` takes
@@ -15,11 +17,17 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod security;
+mod stream;
+
 use std::{collections::BTreeMap, fmt, time::Duration};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::{
-    messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader},
+    messages::{
+        ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+        SaslAuthenticateRequest, SaslHandshakeRequest,
+    },
     protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange},
     ResponseError,
 };
@@ -29,6 +37,8 @@ use tokio::{
 };
 
 pub mod lengths;
+pub use security::{Security, SecurityError, SecurityProtocol, SecuritySettings};
+use stream::Stream;
 
 /// Largest response frame accepted by default: a fetch of many partitions at 1 MiB each fits; a bigger
 /// size prefix means we are out of step with the stream.
@@ -122,6 +132,26 @@ pub enum TransportError {
         /// The limit.
         limit: usize,
     },
+    /// The connection could not be secured or authenticated, or the listener speaks another
+    /// protocol than `SECURITY_PROTOCOL` says. `fatal`: retrying cannot help, a person must fix the
+    /// configuration (a wrong password, an untrusted certificate).
+    #[error("{addr}: {reason}")]
+    Security {
+        /// The broker.
+        addr: String,
+        /// What happened and what to check, in plain words.
+        reason: String,
+        /// Whether retrying is pointless.
+        fatal: bool,
+    },
+}
+
+impl TransportError {
+    /// Whether retrying the same connection cannot succeed: authentication and TLS trust failures,
+    /// a listener of another protocol. Everything else (a broker down, a timeout) may pass.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Security { fatal: true, .. })
+    }
 }
 
 /// The API version ranges a broker advertised in ApiVersions, by API key.
@@ -173,8 +203,11 @@ impl BrokerVersions {
 /// A connection to one broker with its advertised versions.
 #[derive(Debug)]
 pub struct Connection {
-    /// The socket, writes buffered so a frame goes out in one syscall.
-    stream: BufWriter<TcpStream>,
+    /// The socket (plain or TLS), writes buffered so a frame goes out in one syscall.
+    stream: BufWriter<Stream>,
+    /// Plain or TLS (with a client certificate or not), for telling a listener of the other kind
+    /// from a broken one.
+    mode: stream::Mode,
     /// `host:port`, for error messages.
     addr: String,
     /// Sent in every request header; shows in broker logs and DescribeGroups.
@@ -188,36 +221,63 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` and asks for its API versions, all within `timeout`.
+    /// Connects to `addr` in plaintext and asks for its API versions, all within `timeout`.
     pub async fn connect(
         addr: &str,
         client_id: &str,
         timeout: Duration,
     ) -> Result<Self, TransportError> {
-        let io = |error| TransportError::Io {
-            addr: addr.to_string(),
-            error,
-        };
+        Self::connect_secure(addr, client_id, timeout, &Security::plaintext()).await
+    }
+
+    /// Connects to `addr` as `security` says, all within `timeout`: TCP, the TLS handshake (with
+    /// TLS), ApiVersions, then SaslHandshake v1 and SaslAuthenticate (with SASL), Kafka's order.
+    pub async fn connect_secure(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        security: &Security,
+    ) -> Result<Self, TransportError> {
         let timed_out = || TransportError::ConnectTimeout {
             addr: addr.to_string(),
             timeout,
         };
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        tokio::time::timeout(timeout, Self::open(addr, client_id, security))
             .await
             .map_err(|_| timed_out())?
-            .map_err(io)?;
-        stream.set_nodelay(true).map_err(io)?;
+    }
+
+    async fn open(
+        addr: &str,
+        client_id: &str,
+        security: &Security,
+    ) -> Result<Self, TransportError> {
+        let io = |error| TransportError::Io {
+            addr: addr.to_string(),
+            error,
+        };
+        let tcp = TcpStream::connect(addr).await.map_err(io)?;
+        tcp.set_nodelay(true).map_err(io)?;
+        let tls = security.tls_config();
+        let stream = match &tls {
+            Some(config) => stream::tls(tcp, addr, config.clone())
+                .await
+                .map_err(|error| stream::classify(addr, error, security.mode()))?,
+            None => Stream::Plain(tcp),
+        };
         let mut conn = Self {
             stream: BufWriter::new(stream),
+            mode: security.mode(),
             addr: addr.to_string(),
             client_id: StrBytes::from_string(client_id.to_string()),
             correlation_id: 0,
             versions: BrokerVersions::default(),
             max_frame: DEFAULT_MAX_FRAME,
         };
-        conn.versions = tokio::time::timeout(timeout, conn.api_versions())
-            .await
-            .map_err(|_| timed_out())??;
+        conn.versions = conn.api_versions().await?;
+        if let Some(sasl) = security.sasl() {
+            conn.authenticate(sasl).await?;
+        }
         Ok(conn)
     }
 
@@ -304,7 +364,7 @@ impl Connection {
             })
             .map_err(|reason| self.codec(format!("encoding ApiVersions v{version}"), reason))?;
             self.write_frame(&frame).await?;
-            let frame = self.read_frame().await?;
+            let frame = self.read_frame().await.map_err(|e| self.first_answer(e))?;
             let response =
                 decode_body::<ApiVersionsResponse>(frame, ApiKey::ApiVersions, 0, version, id)
                     .or_else(|reason| {
@@ -330,6 +390,177 @@ impl Connection {
         ))
     }
 
+    /// The first answer did not come as a Kafka frame: say what the listener probably is.
+    fn first_answer(&self, err: TransportError) -> TransportError {
+        match err {
+            // A TLS record (handshake 0x16 or alert 0x15, version 3.x) read as a size prefix.
+            TransportError::FrameTooLarge { size, .. }
+                if self.mode == stream::Mode::Plain
+                    && matches!(size >> 24, 0x15 | 0x16)
+                    && (size >> 16) & 0xff == 3 =>
+            {
+                TransportError::Security {
+                    addr: self.addr.clone(),
+                    reason: "the broker answered with TLS: this is a TLS listener; set \
+                             SECURITY_PROTOCOL=SSL or SASL_SSL"
+                        .into(),
+                    fatal: true,
+                }
+            }
+            TransportError::FrameTooLarge { size, limit, .. } => TransportError::Security {
+                addr: self.addr.clone(),
+                reason: format!(
+                    "the first answer announced {size} bytes (limit {limit}): not a Kafka \
+                     {} listener? check SECURITY_PROTOCOL",
+                    if self.mode == stream::Mode::Plain {
+                        "plaintext"
+                    } else {
+                        "TLS"
+                    }
+                ),
+                fatal: true,
+            },
+            TransportError::Io { error, .. }
+                if self.mode == stream::Mode::Plain
+                    && matches!(
+                        error.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                    ) =>
+            {
+                // A TLS listener drops a connection that does not start with a ClientHello, but so
+                // may a broker shutting down: not fatal, the hint goes with every retry's log.
+                TransportError::Security {
+                    addr: self.addr.clone(),
+                    reason: format!(
+                        "the broker closed the connection before answering ApiVersions ({error}); \
+                         is this a TLS listener? check SECURITY_PROTOCOL"
+                    ),
+                    fatal: false,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// SaslHandshake v1 (v0 would mean raw tokens without SaslAuthenticate), then SaslAuthenticate
+    /// until rsasl says the mechanism is done (KIP-152). rsasl checks the server's SCRAM signature.
+    async fn authenticate(
+        &mut self,
+        sasl: &security::SaslCredentials,
+    ) -> Result<(), TransportError> {
+        use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
+        let fatal = |addr: &str, reason: String| TransportError::Security {
+            addr: addr.to_string(),
+            reason,
+            fatal: true,
+        };
+        let mechanism = sasl.mechanism.name();
+        let version = self
+            .version_of::<SaslHandshakeRequest>(VersionRange { min: 1, max: 1 })
+            .map_err(|_| {
+                fatal(
+                    &self.addr,
+                    "the broker does not offer SaslHandshake v1: is this a SASL listener? check \
+                     SECURITY_PROTOCOL"
+                        .into(),
+                )
+            })?;
+        let request =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
+        let response = self
+            .call(&request, version, SASL_STEP_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                TransportError::Io { error, .. } => fatal(
+                    &self.addr,
+                    format!(
+                        "the broker closed the connection on SaslHandshake ({error}): is this a \
+                         SASL listener? check SECURITY_PROTOCOL"
+                    ),
+                ),
+                other => other,
+            })?;
+        if response.error_code == ResponseError::UnsupportedSaslMechanism.code() {
+            let enabled: Vec<&str> = response.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(fatal(
+                &self.addr,
+                format!(
+                    "the broker does not enable SASL_MECHANISM={mechanism}; it enables: {}",
+                    if enabled.is_empty() {
+                        "none".to_string()
+                    } else {
+                        enabled.join(", ")
+                    }
+                ),
+            ));
+        }
+        if response.error_code != 0 {
+            return Err(fatal(
+                &self.addr,
+                format!(
+                    "SaslHandshake failed: {}: is this a SASL listener? check SECURITY_PROTOCOL",
+                    error_name(response.error_code)
+                ),
+            ));
+        }
+        let config = SASLConfig::with_credentials(
+            None,
+            sasl.username.clone(),
+            sasl.password.expose().to_string(),
+        )
+        .map_err(|e| fatal(&self.addr, format!("SASL set-up: {e}")))?;
+        let name = Mechname::parse(mechanism.as_bytes())
+            .map_err(|e| fatal(&self.addr, format!("SASL mechanism {mechanism}: {e}")))?;
+        let mut session = SASLClient::new(config)
+            .start_suggested(&[name])
+            .map_err(|e| fatal(&self.addr, format!("SASL mechanism {mechanism}: {e}")))?;
+        let version =
+            self.version_of::<SaslAuthenticateRequest>(VersionRange { min: 0, max: 2 })?;
+        let mut received: Option<Bytes> = None;
+        // SCRAM takes two round trips, PLAIN one; a mechanism wanting more is broken.
+        for _ in 0..MAX_SASL_STEPS {
+            let mut message = Vec::new();
+            let state = session
+                .step(received.as_deref(), &mut message)
+                .map_err(|e| {
+                    fatal(
+                        &self.addr,
+                        format!(
+                            "SASL {mechanism} exchange failed: {e} (the broker's proof did not \
+                             verify: wrong password or not the broker we think)"
+                        ),
+                    )
+                })?;
+            if state.has_sent_message() {
+                let request = SaslAuthenticateRequest::default().with_auth_bytes(message.into());
+                let response = self.call(&request, version, SASL_STEP_TIMEOUT).await?;
+                if response.error_code != 0 {
+                    let detail = response
+                        .error_message
+                        .as_ref()
+                        .map_or_else(String::new, |m| format!(": {}", m.as_str()));
+                    return Err(fatal(
+                        &self.addr,
+                        format!(
+                            "SASL authentication failed for user `{}` with {mechanism} ({}{detail}); \
+                             check SASL_USERNAME and SASL_PASSWORD",
+                            sasl.username,
+                            error_name(response.error_code),
+                        ),
+                    ));
+                }
+                received = Some(response.auth_bytes);
+            }
+            if state.is_finished() {
+                return Ok(());
+            }
+        }
+        Err(fatal(
+            &self.addr,
+            format!("SASL {mechanism} did not finish within {MAX_SASL_STEPS} steps"),
+        ))
+    }
+
     fn next_correlation_id(&mut self) -> i32 {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         self.correlation_id
@@ -344,10 +575,7 @@ impl Connection {
     }
 
     fn io(&self, error: std::io::Error) -> TransportError {
-        TransportError::Io {
-            addr: self.addr.clone(),
-            error,
-        }
+        stream::classify(&self.addr, error, self.mode)
     }
 
     async fn write_frame(&mut self, frame: &[u8]) -> Result<(), TransportError> {
@@ -375,6 +603,19 @@ impl Connection {
             .await
             .map_err(|e| self.io(e))?;
         Ok(body.freeze())
+    }
+}
+
+/// How long one SASL round trip may take (within the connect timeout).
+const SASL_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most SaslAuthenticate round trips a mechanism may take.
+const MAX_SASL_STEPS: usize = 4;
+
+/// `code`'s name as Kafka writes it, or the number.
+fn error_name(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        Some(e) => format!("{e:?}"),
+        None => format!("error code {code}"),
     }
 }
 

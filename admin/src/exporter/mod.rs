@@ -73,6 +73,10 @@ pub struct Config {
     /// `ADMIN_TIMEOUT`: how long one request may take (default 5s).
     #[serde(default = "default_timeout")]
     pub admin_timeout: HumanDuration,
+    /// `SECURITY_PROTOCOL`, `SASL_*`, `SSL_*`: read by [`runtime::security::from_env`], not by
+    /// this struct (see docs/configuration.md, "Secure clusters").
+    #[serde(skip)]
+    pub security: runtime::security::Security,
 }
 
 fn default_client_id() -> String {
@@ -201,7 +205,8 @@ pub async fn run(config: &Config, cancel: &CancellationToken) -> Result<(), Expo
             groups: config.group_filter.clone(),
             topics: config.topic_filter.clone(),
         },
-    );
+    )
+    .with_security(config.security.clone());
     let mut state = Forecasts::new(
         config.exporter_window.get().as_secs_f64(),
         config.exporter_reset,

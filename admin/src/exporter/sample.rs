@@ -26,6 +26,7 @@ use kafka_protocol::{
 use tokio::task::JoinSet;
 
 use crate::conn::{Conn, ConnError};
+use transport::Security;
 
 /// Why a sample failed. The exporter retries the next one with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +127,8 @@ pub struct Sampler {
     client_id: String,
     timeout: Duration,
     filter: Filter,
+    /// TLS and SASL for every connection.
+    security: Security,
     /// Broker id to address, from the last Metadata.
     addrs: BTreeMap<i32, String>,
     /// Open connections by broker id.
@@ -151,10 +154,17 @@ impl Sampler {
             client_id,
             timeout,
             filter,
+            security: Security::plaintext(),
             addrs: BTreeMap::new(),
             conns: BTreeMap::new(),
             meta: None,
         }
+    }
+
+    /// Connects with `security`'s TLS and SASL instead of plaintext.
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
     }
 
     /// Asks Metadata on `conn` first, a bootstrap connection the caller already made.
@@ -380,7 +390,7 @@ impl Sampler {
             if response.is_some() {
                 break;
             }
-            match Conn::connect(addr, &self.client_id, self.timeout).await {
+            match Conn::connect(addr, &self.client_id, self.timeout, &self.security).await {
                 Ok(mut conn) => match conn.call(&request, self.timeout).await {
                     Ok((_, r)) => {
                         response = Some(r);
@@ -604,11 +614,12 @@ impl Sampler {
                 .cloned()
                 .ok_or(SampleError::UnknownBroker(node))?;
             let conn = self.conns.remove(&node);
-            let (client_id, timeout) = (self.client_id.clone(), self.timeout);
+            let (client_id, timeout, security) =
+                (self.client_id.clone(), self.timeout, self.security.clone());
             tasks.spawn(async move {
                 let mut conn = match conn {
                     Some(c) => c,
-                    None => match Conn::connect(&addr, &client_id, timeout).await {
+                    None => match Conn::connect(&addr, &client_id, timeout, &security).await {
                         Ok(c) => c,
                         Err(e) => return (node, None, Err(e)),
                     },
