@@ -30,7 +30,8 @@
 #   --passwords-only   only the kafka-user-* Secrets: cert-manager makes the TLS ones
 #                      (k8s/components/secure-cert-manager)
 #   --apply            also `kubectl apply` them (creating the namespace if missing)
-#   --force            overwrite an existing DIR (new CA, new passwords: only for a new cluster)
+#   --force            replace what an earlier run left in DIR (a new CA and new passwords: only for
+#                      a new cluster); without it a second run keeps them (and applies them again)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 out="$here/out/kafka-secrets"
@@ -65,8 +66,17 @@ done
 command -v openssl >/dev/null || die "openssl is needed"
 command -v kubectl >/dev/null || die "kubectl is needed (only its client: --dry-run=client)"
 
+apply_them() {
+  $apply || return 0
+  kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f -
+  kubectl apply -f "$out/secrets.yaml"
+}
+# Once per cluster: a second run keeps what the first made (the brokers were formatted with those
+# passwords), and only applies it again with --apply.
 if [ -e "$out/secrets.yaml" ] && ! $force; then
-  die "$out already holds Secrets; --force replaces them (a new CA and new passwords: the brokers keep the SCRAM users they were formatted with)"
+  echo "make-kafka-secrets: keeping $out/secrets.yaml (made before; --force makes a new CA and new passwords, which a formatted cluster does not know)" >&2
+  apply_them
+  exit 0
 fi
 mkdir -p "$out"
 chmod 700 "$out"
@@ -123,7 +133,4 @@ secret() { kubectl create secret generic "$@" --namespace "$namespace" --dry-run
 } | sed '/^  creationTimestamp: null$/d' >secrets.yaml
 
 echo "make-kafka-secrets: wrote $out/secrets.yaml ($($passwords_only && echo "${#users[@]} user Secrets" || echo "2 TLS and ${#users[@]} user Secrets"), namespace $namespace)" >&2
-if $apply; then
-  kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f -
-  kubectl apply -f secrets.yaml
-fi
+apply_them
