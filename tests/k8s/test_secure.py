@@ -19,9 +19,11 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 
 import yaml
@@ -168,6 +170,8 @@ class SecureChecks(Rendering):
         self.assertEqual(listeners[env["KAFKA_CONTROLLER_LISTENER_NAMES"]][1], "SSL")
         self.assertEqual(listeners[env["KAFKA_INTER_BROKER_LISTENER_NAME"]][1], "SSL")
         self.assertEqual(env["KAFKA_SSL_CLIENT_AUTH"], "required")
+        # A SASL_SSL listener asks for certificates only when told so itself (KIP-684).
+        self.assertEqual(env["KAFKA_LISTENER_NAME_CLIENT_SSL_CLIENT_AUTH"], "required")
         self.assertEqual(env["KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM"], "https")
         # The Service our clients bootstrap from is the client listener.
         (svc_port,) = [p for p in self.get("Service", "kafka")["spec"]["ports"]]
@@ -620,6 +624,225 @@ class FormatStorage(unittest.TestCase):
         done = self.run_init()
         self.assertNotEqual(done.returncode, 0)
         self.assertFalse(os.path.exists(os.path.join(self.logs, "meta.properties")))
+
+
+try:
+    import confluent_kafka
+    import confluent_kafka.admin
+except ImportError:  # scripts/ensure-python-clients.sh installs it (make deps)
+    confluent_kafka = None
+
+# Variables the image's scripts use themselves; KafkaDockerWrapper leaves them out of server.properties.
+NOT_PROPERTIES = ("KAFKA_HEAP_OPTS", "KAFKA_GC_LOG_OPTS", "KAFKA_LOG4J_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS",
+                  "KAFKA_JVM_PERFORMANCE_OPTS", "KAFKA_LOG4J_LOGGERS", "KAFKA_LOG4J_ROOT_LOGLEVEL")
+
+
+def docker_property(name):
+    """KafkaDockerWrapper's name for a KAFKA_* variable: _ -> ., then ... -> -, then .. -> _."""
+    return name.removeprefix("KAFKA_").lower().replace("_", ".").replace("...", "-").replace("..", "_")
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+@unittest.skipUnless(JAVA and kafka_jars() and confluent_kafka and OPENSSL,
+                     "needs java, the cached Kafka jars and confluent-kafka (make deps), and openssl")
+class SecureBroker(unittest.TestCase):
+    """One broker on this machine with overlays/secure's settings as rendered (server.properties
+    made from the kafka container's KAFKA_* variables the way KafkaDockerWrapper makes it, the data
+    directory formatted by the format-storage script, the keystore joined as the start script joins
+    it), with the certificates and passwords of make-kafka-secrets.sh; then librdkafka (the client
+    library whose names the contract borrows) connects with the clients' rendered settings. Only
+    what a single node on localhost needs differs: ports, node id, quorum, replication factors."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="secure-broker-")
+        docs = render("k8s/overlays/secure")
+        (sts,) = [d for d in docs if d["kind"] == "StatefulSet"]
+        pod = sts["spec"]["template"]["spec"]
+        (cls.init,) = pod["initContainers"]
+        kafka = pod["containers"][0]
+        cls.client_env = {}
+        for d in docs:
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("kafka-clients-"):
+                cls.client_env.update(d["data"])
+        (producer,) = [d for d in docs if d["metadata"]["name"] == "kafka-producer" and d["kind"] == "Deployment"]
+        cls.client_env.update(env_of(producer["spec"]["template"]["spec"]["containers"][0]))
+        cls.secrets = os.path.join(cls.dir, "secrets")
+        run_script(cls.secrets, "--san", "localhost")
+        # The Secret files where the pods mount them, here under the temporary directory.
+        cls.tls = os.path.join(cls.dir, "etc", "kafka-tls")
+        os.makedirs(cls.tls)
+        for key, name in (("ca.crt", "ca.crt"), ("tls.crt", "broker.crt"), ("tls.key", "broker.key")):
+            shutil.copy(os.path.join(cls.secrets, name), os.path.join(cls.tls, key))
+        client, controller, internal = free_ports(3)
+        cls.bootstrap = f"localhost:{client}"
+        env = env_of(kafka)
+        props = {docker_property(k): v for k, v in env.items() if k.startswith("KAFKA_") and k not in NOT_PROPERTIES}
+        logs = os.path.join(cls.dir, "data")
+        voters = f"0@localhost:{controller}"
+        listeners = env["KAFKA_LISTENERS"].replace(":9092", f":{client}").replace(":9093", f":{controller}") \
+            .replace(":9094", f":{internal}")
+        script = kafka["args"][0]
+        (advertised,) = re.findall(r'KAFKA_ADVERTISED_LISTENERS="([^"]+)"', script)
+        advertised = re.sub(r"\$\{HOSTNAME\}\.kafka-headless\.\$\{POD_NAMESPACE\}\.svc", "localhost", advertised)
+        advertised = advertised.replace(":9092", f":{client}").replace(":9094", f":{internal}")
+        keystore = os.path.join(cls.dir, "etc", "kafka-keystore", "keystore.pem")
+        os.makedirs(os.path.dirname(keystore))
+        props.update({
+            "node.id": "0", "controller.quorum.voters": voters, "listeners": listeners,
+            "advertised.listeners": advertised, "log.dirs": logs, "ssl.keystore.location": keystore,
+            "ssl.truststore.location": os.path.join(cls.tls, "ca.crt"),
+            "offsets.topic.replication.factor": "1", "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1", "default.replication.factor": "1",
+        })
+        assert props["ssl.keystore.type"] == "PEM" and props["listener.security.protocol.map"].startswith("CLIENT:SASL_SSL")
+        cls.properties = os.path.join(cls.dir, "server.properties")
+        with open(cls.properties, "w") as f:
+            f.writelines(f"{k}={v}\n" for k, v in sorted(props.items()))
+        # The start script's keystore line, on these paths.
+        (join,) = [line for line in script.splitlines() if "keystore.pem" in line]
+        subprocess.run(["bash", "-c", join.replace("/etc/kafka-tls", cls.tls)
+                        .replace(env["KAFKA_SSL_KEYSTORE_LOCATION"], keystore)], check=True)
+        # format-storage, with the users' Secret files and Kafka's StorageTool.
+        scram = os.path.join(cls.dir, "scram")
+        cls.passwords = {}
+        for user in script_users():
+            os.makedirs(os.path.join(scram, user))
+            with open(os.path.join(cls.secrets, f"password-{user}")) as f:
+                cls.passwords[user] = f.read()
+            for key, value in (("username", user), ("password", cls.passwords[user])):
+                with open(os.path.join(scram, user, key), "w") as f:
+                    f.write(value)
+        tool = os.path.join(cls.dir, "kafka-storage.sh")
+        with open(tool, "w") as f:
+            f.write(f'#!/bin/sh\nexec {shlex.quote(JAVA)} -Xmx256m -cp {shlex.quote(kafka_jars())}/"*" kafka.tools.StorageTool "$@"\n')
+        os.chmod(tool, 0o755)
+        init = (cls.init["args"][0].replace("/opt/kafka/bin/kafka-storage.sh", tool).replace("/etc/kafka-scram", scram)
+                .replace("/tmp/format.properties", os.path.join(cls.dir, "format.properties")))
+        subprocess.run(["bash", "-c", init], check=True, capture_output=True, timeout=120,
+                       env=dict(os.environ, HOSTNAME="kafka-0", CLUSTER_ID=env["CLUSTER_ID"],
+                                KAFKA_CONTROLLER_QUORUM_VOTERS=voters, KAFKA_LOG_DIRS=logs))
+        cls.log = open(os.path.join(cls.dir, "broker.log"), "w+")
+        cls.broker = subprocess.Popen([JAVA, "-Xmx384m", "-cp", os.path.join(kafka_jars(), "*"), "kafka.Kafka",
+                                       cls.properties], stdout=cls.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and cls.broker.poll() is None:
+            with open(cls.log.name) as f:
+                if "Kafka Server started" in f.read():
+                    break
+            time.sleep(0.5)
+        else:
+            cls.tearDownClass()
+            raise AssertionError("the broker did not start")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.broker.terminate()
+        try:
+            cls.broker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            cls.broker.kill()
+            cls.broker.wait()
+        cls.log.close()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def client_config(self, **overrides):
+        """librdkafka's settings from the clients' rendered variables, the files at their paths here."""
+        env = self.client_env
+        here = lambda path: path.replace("/etc/kafka-tls", os.path.join(self.dir, "client-tls"))  # noqa: E731
+        os.makedirs(os.path.join(self.dir, "client-tls"), exist_ok=True)
+        for key, name in (("ca.crt", "ca.crt"), ("tls.crt", "client.crt"), ("tls.key", "client.key")):
+            shutil.copy(os.path.join(self.secrets, name), os.path.join(self.dir, "client-tls", key))
+        self.assertEqual(env["SASL_PASSWORD_FILE"], "/etc/kafka-sasl/password")
+        config = {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": env["SECURITY_PROTOCOL"], "sasl.mechanism": env["SASL_MECHANISM"],
+            "sasl.username": env["SASL_USERNAME"], "sasl.password": self.passwords[env["SASL_USERNAME"]],
+            "ssl.ca.location": here(env["SSL_CA_LOCATION"]),
+            "ssl.certificate.location": here(env["SSL_CERTIFICATE_LOCATION"]),
+            "ssl.key.location": here(env["SSL_KEY_LOCATION"]),
+            "ssl.endpoint.identification.algorithm": env["SSL_ENDPOINT_IDENTIFICATION_ALGORITHM"],
+        }
+        config.update(overrides)
+        return {k: v for k, v in config.items() if v is not None}
+
+    def connects(self, **overrides):
+        # log_level 0: librdkafka's own complaints about the refused connections stay quiet.
+        admin = confluent_kafka.admin.AdminClient(self.client_config(log_level=0, **overrides))
+        try:
+            admin.list_topics(timeout=4)
+            return True
+        except confluent_kafka.KafkaException:
+            return False
+
+    def test_a_client_with_the_rendered_settings_produces_and_the_broker_replies(self):
+        config = self.client_config(log_level=0)
+        admin = confluent_kafka.admin.AdminClient(config)
+        (future,) = admin.create_topics([confluent_kafka.admin.NewTopic("secure_check", 1, 1)]).values()
+        future.result(timeout=30)
+        producer = confluent_kafka.Producer(config)
+        delivered = []
+        producer.produce("secure_check", b"over SASL_SSL", on_delivery=lambda err, msg: delivered.append(err))
+        producer.flush(30)
+        self.assertEqual(delivered, [None])
+
+    def test_every_user_logs_in_with_its_own_password(self):
+        for user in script_users():
+            with self.subTest(user):
+                self.assertTrue(self.connects(**{"sasl.username": user, "sasl.password": self.passwords[user]}))
+        self.assertFalse(self.connects(**{"sasl.password": self.passwords["consumer"]}), "another user's password")
+
+    def test_a_wrong_password_is_refused(self):
+        self.assertFalse(self.connects(**{"sasl.password": "0" * 32}))
+
+    def test_a_client_without_a_certificate_is_refused(self):
+        self.assertFalse(self.connects(**{"ssl.certificate.location": None, "ssl.key.location": None}))
+
+    def test_a_client_that_does_not_trust_the_ca_is_refused(self):
+        other = os.path.join(self.dir, "other-ca")
+        run_script(other)
+        self.assertFalse(self.connects(**{"ssl.ca.location": os.path.join(other, "ca.crt")}))
+
+    def test_kafka_uis_java_client_properties_connect(self):
+        # Kafka UI's KAFKA_CLUSTERS_0_PROPERTIES_* as the Java client gets them from Spring: the
+        # JAAS placeholders filled from the config tree's files, the keystore joined by its init
+        # container. Kafka's TopicCommand stands in for the UI's admin client.
+        (ui,) = [d for d in render("k8s/overlays/secure") if d["kind"] == "Deployment" and d["metadata"]["name"] == "kafka-ui"]
+        pod = ui["spec"]["template"]["spec"]
+        env = env_of(pod["containers"][0])
+        prefix = "KAFKA_CLUSTERS_0_PROPERTIES_"
+        props = {k[len(prefix):].lower().replace("_", "."): v for k, v in env.items() if k.startswith(prefix)}
+        values = {"kafka-sasl.username": "kafka-ui", "kafka-sasl.password": self.passwords["kafka-ui"]}
+        props["sasl.jaas.config"] = re.sub(r"\$\{([a-z.-]+)\}", lambda m: values[m.group(1)], props["sasl.jaas.config"])
+        tls = os.path.join(self.dir, "ui-tls")
+        os.makedirs(os.path.join(tls, "keystore"), exist_ok=True)
+        for key, name in (("ca.crt", "ca.crt"), ("tls.crt", "client.crt"), ("tls.key", "client.key")):
+            shutil.copy(os.path.join(self.secrets, name), os.path.join(tls, key))
+        keystore = props["ssl.keystore.location"]
+        (init,) = pod["initContainers"]
+        subprocess.run(["sh", "-c", init["command"][-1].replace("/etc/kafka-tls", tls)
+                        .replace(keystore, os.path.join(tls, "keystore", "keystore.pem"))], check=True)
+        props["ssl.keystore.location"] = os.path.join(tls, "keystore", "keystore.pem")
+        props["ssl.truststore.location"] = props["ssl.truststore.location"].replace("/etc/kafka-tls", tls)
+        config = os.path.join(tls, "client.properties")
+        with open(config, "w") as f:
+            f.writelines(f"{k}={v}\n" for k, v in props.items())
+        done = subprocess.run([JAVA, "-Xmx128m", "-cp", os.path.join(kafka_jars(), "*"), "org.apache.kafka.tools.TopicCommand",
+                               "--bootstrap-server", self.bootstrap, "--command-config", config, "--list"],
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stdout[-2000:] + done.stderr[-2000:])
+
+    def test_plaintext_is_refused(self):
+        self.assertFalse(self.connects(**{"security.protocol": "SASL_PLAINTEXT"}))
 
 
 if __name__ == "__main__":
