@@ -9,7 +9,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 k8s_version="${K8S_VERSION:-1.32}"
-export CRD_KINDS="keda.sh/v1alpha1/ScaledObject monitoring.coreos.com/v1/ServiceMonitor monitoring.coreos.com/v1/PrometheusRule kafka.strimzi.io/v1beta2/KafkaTopic"
+export CRD_KINDS="keda.sh/v1alpha1/ScaledObject keda.sh/v1alpha1/TriggerAuthentication monitoring.coreos.com/v1/ServiceMonitor monitoring.coreos.com/v1/PrometheusRule kafka.strimzi.io/v1beta2/KafkaTopic cert-manager.io/v1/Issuer cert-manager.io/v1/Certificate"
 
 bin="$("$here/scripts/ensure-manifest-tools.sh")"
 out="$(mktemp -d)"
