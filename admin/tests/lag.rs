@@ -423,6 +423,12 @@ fn agrees_with_kafka_consumer_groups_partition_by_partition() {
 /// ConsumerGroupDescribe: its protocol, epochs and members, and the same numbers as Kafka's tool.
 #[test]
 fn a_kip848_group_is_described_with_its_epochs_and_members() {
+    // `make test-kafka3` runs this file on Kafka 3.9, whose consumer protocol is off.
+    let version = testkit::localkafka::version();
+    if version.starts_with("3.") {
+        eprintln!("skipped: KIP-848 needs Kafka 4.0, this is {version}");
+        return;
+    }
     let broker = Broker::shared_kafka();
     let topic = unique("k848-lag");
     testkit::create_topic(&broker.addr(), &topic, 3);

@@ -254,8 +254,9 @@ pub async fn describe(
         if let Some(g) = r.groups.into_iter().next() {
             match ResponseError::try_from_code(g.error_code) {
                 None => return Ok(GroupDescription::from_consumer_group(g)),
-                // A classic group, or none: DescribeGroups says which.
-                Some(ResponseError::GroupIdNotFound) => {}
+                // A classic group, or none: DescribeGroups says which. Kafka 3.x lists the API
+                // but answers UNSUPPORTED_VERSION per group while its consumer protocol is off.
+                Some(ResponseError::GroupIdNotFound | ResponseError::UnsupportedVersion) => {}
                 Some(error) => {
                     return Err(InspectError::Broker {
                         request: "ConsumerGroupDescribe",
