@@ -162,6 +162,10 @@ pub struct Fleet {
     pub rss_kib: u64,
     /// Sum of VmHWM (KiB).
     pub peak_kib: u64,
+    /// Sum of PSS (KiB) at the window's end: shared pages counted once across the fleet.
+    pub pss_kib: u64,
+    /// Sum of RssAnon (KiB) at the window's end: the memory each process has to itself.
+    pub anon_kib: u64,
     /// CPU seconds used by all of them inside the window.
     pub cpu: f64,
     /// Messages per second the broker received inside the window.
@@ -716,6 +720,8 @@ impl Bench {
                 cpu1 += p.cpu_seconds().unwrap_or(0.0);
                 fleet.rss_kib += p.rss_kib().unwrap_or(0);
                 fleet.peak_kib += p.peak_rss_kib().unwrap_or(0);
+                fleet.pss_kib += p.pss_kib().unwrap_or(0);
+                fleet.anon_kib += p.anon_kib().unwrap_or(0);
             }
             fleet.cpu = cpu1 - cpu0;
             self.res.fleet.push((kind, fleet));

@@ -118,6 +118,18 @@ impl Proc {
         status_kib(self.pid(), "VmRSS:")
     }
 
+    /// Proportional set size in KiB: the resident pages, each shared page divided among the
+    /// processes mapping it (the 200 producers share their binary's pages).
+    pub fn pss_kib(&self) -> Option<u64> {
+        let rollup = fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid())).ok()?;
+        kib_of(&rollup, "Pss:")
+    }
+
+    /// Resident anonymous memory (RssAnon) in KiB: the heap and stacks, what no other process shares.
+    pub fn anon_kib(&self) -> Option<u64> {
+        status_kib(self.pid(), "RssAnon:")
+    }
+
     /// Sends SIGTERM without waiting (so many can be stopped at once).
     pub fn term(&self) {
         signal(self.pid(), libc::SIGTERM);
@@ -203,8 +215,12 @@ fn stat_cpu_seconds(pid: u32) -> Option<f64> {
 
 fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
+    kib_of(&status, key)
+}
+
+/// The number after `key` in a /proc file of `key value kB` lines.
+fn kib_of(text: &str, key: &str) -> Option<u64> {
+    text.lines()
         .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?

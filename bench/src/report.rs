@@ -310,19 +310,21 @@ pub fn render(
     );
     let _ = writeln!(
         s,
-        "| client | alive | sum RSS (MiB) | sum peak RSS (MiB) | CPU s in {} s window | cores busy | msg/s at the broker | start → full rate (s) |",
+        "| client | alive | sum RSS (MiB) | sum peak RSS (MiB) | sum PSS (MiB) | sum anonymous RSS (MiB) | CPU s in {} s window | cores busy | msg/s at the broker | start → full rate (s) |",
         cfg.window
     );
-    w(&mut s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    w(&mut s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (k, f) in &res.fleet {
         let _ = writeln!(
             s,
-            "| {} | {}/{} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
             k.name(),
             f.alive,
             f.count,
             fmt_num(f.rss_kib as f64 * MIB),
             fmt_num(f.peak_kib as f64 * MIB),
+            fmt_num(f.pss_kib as f64 * MIB),
+            fmt_num(f.anon_kib as f64 * MIB),
             fmt_num(f.cpu),
             fmt_num(f.cpu / cfg.window as f64),
             fmt_num(f.rate),
@@ -454,6 +456,40 @@ pub fn render(
         rc.map(fmt_num).unwrap_or("–".into()),
         ratio(oc, rc),
         verdict(both(oc, rc, &|a, b| a <= b))
+    );
+    let ack = med(&res.first_ack, Kind::Ours);
+    let _ = writeln!(
+        s,
+        "| producer start → first acknowledged message ≤ 10 ms | {} ms | {} |",
+        ack.map(|a| fmt_num(a * 1000.0)).unwrap_or("–".into()),
+        verdict(ack.map(|a| a <= 0.010))
+    );
+    let fleet = |k: Kind| {
+        res.fleet
+            .iter()
+            .find(|(kind, _)| *kind == k)
+            .map(|(_, f)| f)
+    };
+    let (of, rf) = (fleet(Kind::Ours), fleet(Kind::RustRdkafka));
+    let fleet_rss = of.map(|f| f.rss_kib as f64 * MIB);
+    let _ = writeln!(
+        s,
+        "| {} producers: sum RSS ≤ 300 MiB | {} MiB (sum PSS {} MiB) | {} |",
+        cfg.producers,
+        fleet_rss.map(fmt_num).unwrap_or("–".into()),
+        of.map(|f| fmt_num(f.pss_kib as f64 * MIB))
+            .unwrap_or("–".into()),
+        verdict(fleet_rss.map(|m| m <= 300.0))
+    );
+    let (ofc, rfc) = (of.map(|f| f.cpu), rf.map(|f| f.cpu));
+    let _ = writeln!(
+        s,
+        "| {} producers: CPU ≤ rust-rdkafka's (in the window) | {} vs {} s ({}) | {} |",
+        cfg.producers,
+        ofc.map(fmt_num).unwrap_or("–".into()),
+        rfc.map(fmt_num).unwrap_or("–".into()),
+        ratio(ofc, rfc),
+        verdict(both(ofc, rfc, &|a, b| a <= b))
     );
     let or = med(&res.drain_rate, Kind::Ours);
     for peer in [Kind::RustRdkafka, Kind::Java] {

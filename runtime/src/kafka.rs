@@ -74,9 +74,13 @@ pub enum ClientConnectError {
     Client(#[from] ConnectError),
 }
 
-/// Builds an rskafka client for `brokers` with `security`, as [`retry_connect`] does. First one of
-/// our own connections proves the handshake: a wrong password or an untrusted certificate is
-/// reported in plain words and ends the wait, where rskafka's error would be retried forever.
+/// Builds an rskafka client for `brokers` with `security`, as [`retry_connect`] does. One of our
+/// own connections proves the handshake: a wrong password or an untrusted certificate is reported in
+/// plain words and ends the wait, where rskafka's error would be retried forever.
+///
+/// The first try runs that check and rskafka's bootstrap at once, so a reachable broker costs no
+/// extra round trip before the first request (a producer's start → first ack). Should either fail,
+/// the check runs alone first, with its backoff and its plain words, then rskafka.
 pub async fn connect(
     brokers: &[String],
     client_id: &str,
@@ -84,8 +88,7 @@ pub async fn connect(
     deadline: Option<Instant>,
     cancel: &CancellationToken,
 ) -> Result<Client, ClientConnectError> {
-    preflight(brokers, client_id, security, deadline, cancel).await?;
-    retry_connect(brokers, deadline, cancel, || async {
+    let build = || async {
         let attempt = crate::security::client_builder(brokers, security)
             .client_id(client_id)
             .backoff_config(rskafka_backoff())
@@ -98,13 +101,59 @@ pub async fn connect(
                 .unwrap_or(Err(ClientError::Timeout)),
             None => attempt.await,
         }
-    })
-    .await
-    .map_err(ClientConnectError::from)
+    };
+    let first = async {
+        tokio::join!(
+            handshake_once(brokers, client_id, security, deadline),
+            // rskafka's own retries end after REQUEST_DEADLINE: a broker that is down falls
+            // through to the checked path below within a second.
+            tokio::time::timeout(ATTEMPT_TIMEOUT, build()),
+        )
+    };
+    let first = tokio::select! {
+        r = first => r,
+        _ = cancel.cancelled() => {
+            let brokers = brokers.join(",");
+            return Err(ConnectError::<TransportError>::Cancelled { brokers }.into());
+        }
+    };
+    if let (Ok(()), Ok(Ok(client))) = first {
+        return Ok(client);
+    }
+    preflight(brokers, client_id, security, deadline, cancel).await?;
+    retry_connect(brokers, deadline, cancel, build)
+        .await
+        .map_err(ClientConnectError::from)
 }
 
 /// How long one connection attempt of [`preflight`] may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One try of [`preflight`]: the first broker of `brokers` that completes our handshake, or the
+/// first fatal error, or the last error.
+async fn handshake_once(
+    brokers: &[String],
+    client_id: &str,
+    security: &Security,
+    deadline: Option<Instant>,
+) -> Result<(), TransportError> {
+    let mut last = None;
+    for addr in brokers {
+        let mut timeout = ATTEMPT_TIMEOUT;
+        if let Some(deadline) = deadline {
+            timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        match Connection::connect_secure(addr, client_id, timeout, security).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| TransportError::Io {
+        addr: String::new(),
+        error: std::io::Error::other("KAFKA_BROKERS is empty"),
+    }))
+}
 
 /// Waits until a broker of `brokers` completes our own handshake (TCP, TLS, ApiVersions, SASL), as
 /// [`retry_connect_unless`] does, giving up at once on an error [`TransportError::is_fatal`] calls
@@ -116,30 +165,9 @@ pub async fn preflight(
     deadline: Option<Instant>,
     cancel: &CancellationToken,
 ) -> Result<(), ConnectError<TransportError>> {
-    retry_connect_unless(
-        brokers,
-        deadline,
-        cancel,
-        TransportError::is_fatal,
-        || async {
-            let mut last = None;
-            for addr in brokers {
-                let mut timeout = ATTEMPT_TIMEOUT;
-                if let Some(deadline) = deadline {
-                    timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
-                }
-                match Connection::connect_secure(addr, client_id, timeout, security).await {
-                    Ok(_) => return Ok(()),
-                    Err(e) if e.is_fatal() => return Err(e),
-                    Err(e) => last = Some(e),
-                }
-            }
-            Err(last.unwrap_or_else(|| TransportError::Io {
-                addr: String::new(),
-                error: std::io::Error::other("KAFKA_BROKERS is empty"),
-            }))
-        },
-    )
+    retry_connect_unless(brokers, deadline, cancel, TransportError::is_fatal, || {
+        handshake_once(brokers, client_id, security, deadline)
+    })
     .await
 }
 
