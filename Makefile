@@ -67,7 +67,7 @@ images: ## images kafka-lag-lab/{admin,producer,consumer}:dev (IMAGE_REGISTRY, T
 	$(IMAGE_ENV) ./scripts/images.sh build
 
 .PHONY: images-check
-images-check: ## build the images offline (podman, host binaries, local base), run, measure and lint them
+images-check: ## build the images offline (podman, host binaries, local base), run, measure and lint them; run admin against a SASL_SSL broker (root)
 	$(IMAGE_ENV) IMAGE_ENGINE=podman IMAGE_BINARIES=host IMAGE_BASE=local ./scripts/images.sh build check
 
 .PHONY: push

@@ -19,25 +19,19 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
-import time
 import unittest
 
 import yaml
 
+import secure_broker
+from secure_broker import OPENSSL, run_script, script_users
 from test_kafka_logging import JAVA, kafka_jars
-from test_manifests import NAMESPACE, ROOT, Rendering, env_of, render
+from test_manifests import NAMESPACE, Rendering, env_of, render
 
-SCRIPT = os.path.join(ROOT, "scripts", "make-kafka-secrets.sh")
-OPENSSL = shutil.which("openssl")
 OURS = ("kafka-lag-lab/admin", "kafka-lag-lab/producer", "kafka-lag-lab/consumer")
-
-
-def run_script(out, *args, check=True):
-    return subprocess.run([SCRIPT, "--out", out, *args], capture_output=True, text=True, check=check)
 
 
 def openssl(*args, check=True):
@@ -454,12 +448,6 @@ def script_secrets():
     return _SCRIPT_SECRETS
 
 
-def script_users():
-    with open(SCRIPT) as f:
-        (line,) = [line for line in f if line.startswith("users=(")]
-    return shlex.split(line.strip()[len("users=("):-1])
-
-
 class Secure(SecureChecks, unittest.TestCase):
     target = "k8s/overlays/secure"
 
@@ -632,128 +620,33 @@ try:
 except ImportError:  # scripts/ensure-python-clients.sh installs it (make deps)
     confluent_kafka = None
 
-# Variables the image's scripts use themselves; KafkaDockerWrapper leaves them out of server.properties.
-NOT_PROPERTIES = ("KAFKA_HEAP_OPTS", "KAFKA_GC_LOG_OPTS", "KAFKA_LOG4J_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS",
-                  "KAFKA_JVM_PERFORMANCE_OPTS", "KAFKA_LOG4J_LOGGERS", "KAFKA_LOG4J_ROOT_LOGLEVEL")
-
-
-def docker_property(name):
-    """KafkaDockerWrapper's name for a KAFKA_* variable: _ -> ., then ... -> -, then .. -> _."""
-    return name.removeprefix("KAFKA_").lower().replace("_", ".").replace("...", "-").replace("..", "_")
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
-
-
 @unittest.skipUnless(JAVA and kafka_jars() and confluent_kafka and OPENSSL,
                      "needs java, the cached Kafka jars and confluent-kafka (make deps), and openssl")
 class SecureBroker(unittest.TestCase):
     """One broker on this machine with overlays/secure's settings as rendered (server.properties
     made from the kafka container's KAFKA_* variables the way KafkaDockerWrapper makes it, the data
     directory formatted by the format-storage script, the keystore joined as the start script joins
-    it), with the certificates and passwords of make-kafka-secrets.sh; then librdkafka (the client
-    library whose names the contract borrows) connects with the clients' rendered settings. Only
-    what a single node on localhost needs differs: ports, node id, quorum, replication factors."""
+    it), with the certificates and passwords of make-kafka-secrets.sh (secure_broker.Broker, which
+    `make images-check` runs the admin image against too); then librdkafka (the client library
+    whose names the contract borrows) connects with the clients' rendered settings. Only what a
+    single node on localhost needs differs: ports, node id, quorum, replication factors."""
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="secure-broker-")
-        docs = render("k8s/overlays/secure")
-        (sts,) = [d for d in docs if d["kind"] == "StatefulSet"]
-        pod = sts["spec"]["template"]["spec"]
-        (cls.init,) = pod["initContainers"]
-        kafka = pod["containers"][0]
+        cls.kafka = secure_broker.Broker()
+        for name in ("dir", "secrets", "tls", "bootstrap", "properties", "passwords"):
+            setattr(cls, name, getattr(cls.kafka, name))
+        # The clients' rendered settings: the kafka-clients ConfigMap and a producer's own variables.
         cls.client_env = {}
-        for d in docs:
+        for d in cls.kafka.docs:
             if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("kafka-clients-"):
                 cls.client_env.update(d["data"])
-        (producer,) = [d for d in docs if d["metadata"]["name"] == "kafka-producer" and d["kind"] == "Deployment"]
+        (producer,) = [d for d in cls.kafka.docs if d["metadata"]["name"] == "kafka-producer" and d["kind"] == "Deployment"]
         cls.client_env.update(env_of(producer["spec"]["template"]["spec"]["containers"][0]))
-        cls.secrets = os.path.join(cls.dir, "secrets")
-        run_script(cls.secrets, "--san", "localhost")
-        # The Secret files where the pods mount them, here under the temporary directory.
-        cls.tls = os.path.join(cls.dir, "etc", "kafka-tls")
-        os.makedirs(cls.tls)
-        for key, name in (("ca.crt", "ca.crt"), ("tls.crt", "broker.crt"), ("tls.key", "broker.key")):
-            shutil.copy(os.path.join(cls.secrets, name), os.path.join(cls.tls, key))
-        client, controller, internal = free_ports(3)
-        cls.bootstrap = f"localhost:{client}"
-        env = env_of(kafka)
-        props = {docker_property(k): v for k, v in env.items() if k.startswith("KAFKA_") and k not in NOT_PROPERTIES}
-        logs = os.path.join(cls.dir, "data")
-        voters = f"0@localhost:{controller}"
-        listeners = env["KAFKA_LISTENERS"].replace(":9092", f":{client}").replace(":9093", f":{controller}") \
-            .replace(":9094", f":{internal}")
-        script = kafka["args"][0]
-        (advertised,) = re.findall(r'KAFKA_ADVERTISED_LISTENERS="([^"]+)"', script)
-        advertised = re.sub(r"\$\{HOSTNAME\}\.kafka-headless\.\$\{POD_NAMESPACE\}\.svc", "localhost", advertised)
-        advertised = advertised.replace(":9092", f":{client}").replace(":9094", f":{internal}")
-        keystore = os.path.join(cls.dir, "etc", "kafka-keystore", "keystore.pem")
-        os.makedirs(os.path.dirname(keystore))
-        props.update({
-            "node.id": "0", "controller.quorum.voters": voters, "listeners": listeners,
-            "advertised.listeners": advertised, "log.dirs": logs, "ssl.keystore.location": keystore,
-            "ssl.truststore.location": os.path.join(cls.tls, "ca.crt"),
-            "offsets.topic.replication.factor": "1", "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1", "default.replication.factor": "1",
-        })
-        assert props["ssl.keystore.type"] == "PEM" and props["listener.security.protocol.map"].startswith("CLIENT:SASL_SSL")
-        cls.properties = os.path.join(cls.dir, "server.properties")
-        with open(cls.properties, "w") as f:
-            f.writelines(f"{k}={v}\n" for k, v in sorted(props.items()))
-        # The start script's keystore line, on these paths.
-        (join,) = [line for line in script.splitlines() if "keystore.pem" in line]
-        subprocess.run(["bash", "-c", join.replace("/etc/kafka-tls", cls.tls)
-                        .replace(env["KAFKA_SSL_KEYSTORE_LOCATION"], keystore)], check=True)
-        # format-storage, with the users' Secret files and Kafka's StorageTool.
-        scram = os.path.join(cls.dir, "scram")
-        cls.passwords = {}
-        for user in script_users():
-            os.makedirs(os.path.join(scram, user))
-            with open(os.path.join(cls.secrets, f"password-{user}")) as f:
-                cls.passwords[user] = f.read()
-            for key, value in (("username", user), ("password", cls.passwords[user])):
-                with open(os.path.join(scram, user, key), "w") as f:
-                    f.write(value)
-        tool = os.path.join(cls.dir, "kafka-storage.sh")
-        with open(tool, "w") as f:
-            f.write(f'#!/bin/sh\nexec {shlex.quote(JAVA)} -Xmx256m -cp {shlex.quote(kafka_jars())}/"*" kafka.tools.StorageTool "$@"\n')
-        os.chmod(tool, 0o755)
-        init = (cls.init["args"][0].replace("/opt/kafka/bin/kafka-storage.sh", tool).replace("/etc/kafka-scram", scram)
-                .replace("/tmp/format.properties", os.path.join(cls.dir, "format.properties")))
-        subprocess.run(["bash", "-c", init], check=True, capture_output=True, timeout=120,
-                       env=dict(os.environ, HOSTNAME="kafka-0", CLUSTER_ID=env["CLUSTER_ID"],
-                                KAFKA_CONTROLLER_QUORUM_VOTERS=voters, KAFKA_LOG_DIRS=logs))
-        cls.log = open(os.path.join(cls.dir, "broker.log"), "w+")
-        cls.broker = subprocess.Popen([JAVA, "-Xmx384m", "-cp", os.path.join(kafka_jars(), "*"), "kafka.Kafka",
-                                       cls.properties], stdout=cls.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and cls.broker.poll() is None:
-            with open(cls.log.name) as f:
-                if "Kafka Server started" in f.read():
-                    break
-            time.sleep(0.5)
-        else:
-            cls.tearDownClass()
-            raise AssertionError("the broker did not start")
 
     @classmethod
     def tearDownClass(cls):
-        cls.broker.terminate()
-        try:
-            cls.broker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            cls.broker.kill()
-            cls.broker.wait()
-        cls.log.close()
-        shutil.rmtree(cls.dir, ignore_errors=True)
+        cls.kafka.stop()
 
     def client_config(self, **overrides):
         """librdkafka's settings from the clients' rendered variables, the files at their paths here."""
