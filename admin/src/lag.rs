@@ -143,6 +143,9 @@ pub enum LagError {
 
 /// Upper bound on one sample (every request it makes).
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries of one sample when the coordinator is not ready: waits of 0.1, 0.2, 0.4, 0.8 and 1 s
+/// between them, enough for a fresh cluster to create `__consumer_offsets`.
+const SAMPLE_TRIES: u32 = 6;
 
 /// Everything one sample of one topic knows.
 #[derive(Debug, Clone)]
@@ -330,21 +333,34 @@ impl Reader {
             .ok_or(LagError::UnknownGroup(group.to_string()))
     }
 
-    /// One sample, bounded in time. A dropped or moved coordinator, or a request that never gets an
-    /// answer, is retried once on fresh connections.
+    /// One sample, bounded in time. A dropped, moved or still loading coordinator (a fresh cluster
+    /// answers NOT_COORDINATOR while it creates `__consumer_offsets`) is retried on fresh
+    /// connections with a growing wait, [`SAMPLE_TRIES`] times in all; a request that never gets an
+    /// answer, once.
     pub async fn sample(&mut self, opts: &Options) -> Result<Vec<Sample>, LagError> {
-        let mut last = None;
-        for _ in 0..2 {
-            match tokio::time::timeout(SAMPLE_TIMEOUT, self.sample_once(opts)).await {
-                Ok(Err(LagError::Group(e))) => last = Some(LagError::Group(e)),
+        let mut backoff =
+            runtime::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let (mut tries, mut timed_out) = (0, false);
+        loop {
+            tries += 1;
+            let err = match tokio::time::timeout(SAMPLE_TIMEOUT, self.sample_once(opts)).await {
+                Ok(Err(LagError::Group(e))) if e.is_retriable() => LagError::Group(e),
                 Ok(result) => return result,
-                Err(_) => last = Some(LagError::Timeout(SAMPLE_TIMEOUT)),
+                Err(_) if !timed_out => {
+                    timed_out = true;
+                    LagError::Timeout(SAMPLE_TIMEOUT)
+                }
+                Err(_) => return Err(LagError::Timeout(SAMPLE_TIMEOUT)),
+            };
+            if tries >= SAMPLE_TRIES {
+                return Err(err);
             }
-            tracing::debug!(cause = ?last, "sample failed; retrying on fresh connections");
+            let delay = backoff.next_delay();
+            tracing::debug!(cause = %err, ?delay, "sample failed; retrying on fresh connections");
             self.coordinator = None;
             self.sampler.reset();
+            tokio::time::sleep(delay).await;
         }
-        Err(last.unwrap_or(LagError::Timeout(SAMPLE_TIMEOUT)))
     }
 
     async fn sample_once(&mut self, opts: &Options) -> Result<Vec<Sample>, LagError> {

@@ -218,6 +218,19 @@ fn unknown_group_unknown_topic_and_unreachable_brokers_fail_clearly() {
     );
 }
 
+/// On a cluster no group has used yet, the first group request makes Kafka create
+/// `__consumer_offsets`, and until it has, the coordinator answers NOT_COORDINATOR: `admin lag`
+/// waits for it (it used to fail at once, as the images check found on a fresh broker).
+#[test]
+fn the_first_group_request_of_a_fresh_cluster_waits_for_the_coordinator() {
+    let broker = Broker::start();
+    let addr = broker.addr();
+    let topic = unique("fresh");
+    testkit::create_topic(&addr, &topic, 3);
+    let lag = json_lag(&broker, "fresh-cluster-group", &topic);
+    assert_eq!(lag["total_lag"], 0, "{lag}");
+}
+
 /// A wrong address that accepts connections and never answers (another service's port, a firewall
 /// that drops): `admin lag` gives up at its deadline, from ADMIN_TIMEOUT or --timeout (the flag
 /// wins), and says which. It used to wait about 28 s whatever ADMIN_TIMEOUT said.

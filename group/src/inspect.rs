@@ -44,6 +44,25 @@ pub enum InspectError {
     Unexpected(&'static str),
 }
 
+impl InspectError {
+    /// Whether asking again shortly can succeed: the coordinator is moving, loading, or not yet
+    /// there (a fresh cluster creates `__consumer_offsets` on the first group request), or the
+    /// connection dropped. Authorization and malformed answers stay as they are.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            InspectError::Connection(_) => true,
+            InspectError::Broker { error, .. } => matches!(
+                error,
+                ResponseError::NotCoordinator
+                    | ResponseError::CoordinatorNotAvailable
+                    | ResponseError::CoordinatorLoadInProgress
+                    | ResponseError::RequestTimedOut
+            ),
+            InspectError::Unexpected(_) => false,
+        }
+    }
+}
+
 /// A member as DescribeGroups reports it. Brokers differ in what they fill in: the test broker leaves
 /// client id, host and assignment empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
