@@ -36,6 +36,10 @@ pub use config::Config;
 pub use metrics::Metrics;
 use process::Outcome;
 
+/// Records processed between two checks for SIGTERM and group events (a few microseconds' worth
+/// without `PROCESS_DELAY_MS`).
+const CHECK_EVERY: usize = 64;
+
 /// How often printed lines are flushed (and positions reported) while a slow batch is processed.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
@@ -422,12 +426,18 @@ impl Consumer {
         let mut next_offset = None;
         let mut last_flush = Instant::now();
         let mut whole = true;
-        for r in &batch.records {
-            if cancel.is_cancelled() || self.interrupted() {
+        // Per record, only what must be: one clock read (a record's time runs from the previous
+        // one's end), a histogram observation without atomics (flushed once per batch), and the
+        // SIGTERM and event checks every CHECK_EVERY records, or every record when each sleeps.
+        // Draining a backlog, the clock and the checks were a fifth of this task's time.
+        let processing = self.metrics.processing.local();
+        let mut started = Instant::now();
+        for (i, r) in batch.records.iter().enumerate() {
+            let check = i % CHECK_EVERY == 0 || !self.delay.is_zero();
+            if check && (cancel.is_cancelled() || self.interrupted()) {
                 whole = false;
                 break;
             }
-            let started = Instant::now();
             match process::render(r.value.as_deref(), &mut self.line_buf) {
                 Outcome::Printed | Outcome::Null => consumed.inc(),
                 Outcome::Invalid(reason) => {
@@ -443,10 +453,11 @@ impl Consumer {
                     last_flush = Instant::now();
                 }
             }
-            self.metrics
-                .processing
-                .observe(started.elapsed().as_secs_f64());
+            let now = Instant::now();
+            processing.observe(now.saturating_duration_since(started).as_secs_f64());
+            started = now;
         }
+        processing.flush();
         if whole {
             // Past the transaction markers, aborted records and compaction gaps the fetch covered
             // too: with only markers after the last record, the committed offset still reaches the
