@@ -357,7 +357,8 @@ struct Scrape(String);
 
 impl Scrape {
     fn get(addr: &str) -> Result<Self> {
-        let mut s = std::net::TcpStream::connect(addr).with_context(|| format!("{addr}"))?;
+        let mut s =
+            std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         write!(
             s,
