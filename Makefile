@@ -82,7 +82,7 @@ bench-build: deps build
 BENCH_BIN = $(call cargo_target_dir,--manifest-path bench/Cargo.toml)/release/bench
 
 .PHONY: bench
-bench: bench-build ## ours vs the Java client, rust-rdkafka, confluent-kafka, kafka-python on Apache Kafka; writes BENCHMARKS.md (about 11 min)
+bench: bench-build ## ours vs the Java client, rust-rdkafka, confluent-kafka, kafka-python on Apache Kafka; writes BENCHMARKS.md (about 18 min, 7 of them the lag phase)
 	OURS_BIN_DIR=$(RELEASE_DIR) $(BENCH_BIN)
 
 .PHONY: bench-smoke

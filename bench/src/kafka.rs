@@ -38,9 +38,16 @@ impl Broker {
     /// replication factor 1, no auto-created topics) and `BENCH_BROKER_PROPS` (`key=value` pairs
     /// separated by spaces, e.g. `group.initial.rebalance.delay.ms=0`).
     pub fn start(log_dir: &Path) -> Result<Self> {
+        Self::start_with(log_dir, "kafka.log", &[])
+    }
+
+    /// [`Broker::start`] with extra JVM options (e.g. Kafka's request logger at debug, for the
+    /// `lag` phase's own broker), its log copied to `log_name` in the run directory.
+    pub fn start_with(log_dir: &Path, log_name: &str, jvm_options: &[&str]) -> Result<Self> {
         let mut options = localkafka::Options::nodes(1);
         options.heap = HEAP.into();
         options.quick_start = false;
+        options.jvm_options = jvm_options.iter().map(|o| o.to_string()).collect();
         let mut extra = Vec::new();
         if let Ok(props) = std::env::var("BENCH_BROKER_PROPS") {
             for kv in props.split_whitespace() {
@@ -66,15 +73,29 @@ impl Broker {
         Ok(Self {
             addr: cluster.addr(),
             cluster,
-            log: log_dir.join("kafka.log"),
+            log: log_dir.join(log_name),
             version,
         })
+    }
+
+    /// The node's live log (stdout and stderr of its JVM), while it runs.
+    pub fn live_log(&self) -> PathBuf {
+        self.cluster.data_dir().join("node-1").join("kafka.log")
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = fs::write(&self.log, self.cluster.log(1));
+        // Without the request log's lines (the `lag` phase counts them while it runs): they are
+        // most of such a log, and the responses in them are megabytes.
+        let log: String = self
+            .cluster
+            .log(1)
+            .lines()
+            .filter(|l| !l.contains(" kafka.request.logger - "))
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        let _ = fs::write(&self.log, log);
         self.cluster.shutdown(Duration::from_secs(30));
     }
 }

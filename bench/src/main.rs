@@ -6,12 +6,14 @@
 //! - [`procs`]: child processes (always stopped, also on Ctrl-C) and /proc figures (CPU, RSS).
 //! - [`kafka`]: the broker, topics, pre-filled data, high watermarks, the fetch-only ceiling.
 //! - [`clients`]: how each client is started and what its output means.
+//! - [`scale`] and [`lag`]: the scale-up phase, and `admin lag` and the exporter at scale.
 //! - [`stats`] and [`report`]: medians and spreads, the Markdown written to BENCHMARKS.md.
 //!
 //! Every wait is bounded in time, every loop in count; only 127.0.0.1 is used.
 
 mod clients;
 mod kafka;
+mod lag;
 mod procs;
 mod report;
 mod scale;
@@ -56,6 +58,10 @@ pub struct Config {
     pub ceiling_bytes: i32,
     /// `BENCH_SCALE_RATE`: messages a second written during the scale phase (the seed's 200).
     pub scale_rate: u32,
+    /// `BENCH_LAG_PARTITIONS`: partitions of the `lag` phase's topic.
+    pub lag_partitions: i32,
+    /// `BENCH_LAG_GROUPS`: groups the `lag` phase samples, each committed on every partition.
+    pub lag_groups: usize,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
@@ -116,6 +122,8 @@ impl Config {
             smoke,
             ceiling_bytes: env_or("BENCH_CEILING_BYTES", 1024 * 1024)?,
             scale_rate: env_or("BENCH_SCALE_RATE", 200)?,
+            lag_partitions: env_or("BENCH_LAG_PARTITIONS", if smoke { 10 } else { 1000 })?.max(1),
+            lag_groups: env_or("BENCH_LAG_GROUPS", if smoke { 3 } else { 50 })?.max(1),
         })
     }
 }
@@ -144,6 +152,8 @@ pub struct Results {
     pub ceiling: Vec<f64>,
     /// Scale 1 → members under load, one row per variant.
     pub scale: Vec<scale::Row>,
+    /// `admin lag` and the exporter at scale (the `lag` phase).
+    pub lag: Option<lag::Measured>,
     /// Sizes: (what, bytes).
     pub sizes: Vec<(String, u64)>,
     /// Anything that did not go as planned, said in the report.
@@ -280,6 +290,9 @@ fn run() -> Result<()> {
     }
     if on("fleet") {
         b.fleet()?;
+    }
+    if on("lag") {
+        b.lag(&run_dir)?;
     }
     b.res.elapsed = started.elapsed().as_secs_f64();
     let machine_after = report::Machine::sample(&b.paths);
@@ -660,6 +673,24 @@ impl Bench {
             }
         }
         self.res.scale = rows;
+        Ok(())
+    }
+
+    /// `admin lag` and the exporter over `lag_groups` groups on a `lag_partitions` topic (see
+    /// [`lag`]).
+    fn lag(&mut self, run_dir: &std::path::Path) -> Result<()> {
+        let setup = lag::Setup {
+            admin: self.paths.ours.join("admin"),
+            run_dir,
+            rt: &self.rt,
+            partitions: self.cfg.lag_partitions,
+            groups: self.cfg.lag_groups,
+            samples: if self.cfg.smoke { 3 } else { 10 },
+            interval: Duration::from_secs(if self.cfg.smoke { 1 } else { 5 }),
+        };
+        let (measured, notes) = lag::run(&setup, &self.broker.addr, &self.client)?;
+        self.res.lag = Some(measured);
+        self.res.notes.extend(notes);
         Ok(())
     }
 

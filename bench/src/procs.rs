@@ -130,6 +130,24 @@ impl Proc {
         status_kib(self.pid(), "RssAnon:")
     }
 
+    /// Waits up to `timeout` for it to exit (polling every millisecond, so the caller can time
+    /// it): its status, or None while it still runs.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if let Ok(mut l) = LIVE.lock() {
+                    l.remove(&self.child.id());
+                }
+                return Some(status);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Sends SIGTERM without waiting (so many can be stopped at once).
     pub fn term(&self) {
         signal(self.pid(), libc::SIGTERM);

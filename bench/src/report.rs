@@ -405,6 +405,10 @@ pub fn render(
         );
     }
 
+    if let Some(m) = &res.lag {
+        s.push_str(&lag_section(m));
+    }
+
     w(&mut s, "\n### Sizes\n");
     w(&mut s, "| artifact | size |");
     w(&mut s, "|---|---:|");
@@ -550,6 +554,9 @@ pub fn render(
             .unwrap_or("–".into()),
         verdict(both(ol, bl.map(|b| b.1), &|a, b| a < b))
     );
+    if let Some(m) = &res.lag {
+        s.push_str(&lag_target(m, verdict));
+    }
     if !res.notes.is_empty() {
         w(&mut s, "\nNotes from this run:\n");
         for n in &res.notes {
@@ -580,4 +587,86 @@ pub fn write(path: &Path, body: &str) -> Result<()> {
     }
     fs::write(path, new)?;
     Ok(())
+}
+
+/// A count, grouped like [`fmt_num`]'s big numbers (`1 000`).
+fn count(n: i32) -> String {
+    if n >= 1000 {
+        fmt_num(n as f64)
+    } else {
+        n.to_string()
+    }
+}
+
+/// The `lag` phase's table (see bench/src/lag.rs).
+fn lag_section(m: &crate::lag::Measured) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n### `admin lag` at scale: {} groups over a {}-partition topic\n",
+        m.groups,
+        count(m.partitions)
+    );
+    let _ = writeln!(
+        s,
+        "Every group committed an offset on every partition, {} messages behind the log end or fewer \
+         ({} messages a partition; the groups at {} different offsets, so time lag is read in {} Fetch \
+         rounds). Times on the bench broker. Requests counted by the broker: a second broker set up \
+         the same way with Kafka's request logger (`kafka.request.logger` at debug), its `Completed \
+         request` lines by the measured process's `CLIENT_ID`; its exporter sample time is shown for \
+         what that logging costs.\n",
+        crate::lag::MESSAGES_PER_PARTITION,
+        crate::lag::MESSAGES_PER_PARTITION,
+        m.offsets,
+        m.offsets
+    );
+    s.push_str("| tool | one sample (s) | all groups (s) | broker requests per sample |\n");
+    s.push_str("|---|---:|---:|---|\n");
+    let exp = spread(Some(&m.exporter_secs), 1.0);
+    let _ = writeln!(
+        s,
+        "| `admin exporter`: every group in one sample (its `lag_exporter_sample_duration_seconds`, {} samples) | {exp} | {exp} | {} |",
+        m.exporter_secs.len(),
+        crate::lag::describe(&m.exporter_requests)
+    );
+    let total: f64 = m.lag_secs.iter().sum();
+    let _ = writeln!(
+        s,
+        "| `admin lag --group G --format json`: one process per group, start to exit ({} invocations) | {} | {} | {} |",
+        m.lag_secs.len(),
+        spread(Some(&m.lag_secs), 1.0),
+        if m.lag_secs.is_empty() { "–".into() } else { fmt_num(total) },
+        crate::lag::describe(&m.lag_requests)
+    );
+    let logged = spread(Some(&m.exporter_logged_secs), 1.0);
+    let _ = writeln!(
+        s,
+        "| `admin exporter` on the broker with the request logger | {logged} | {logged} | first sample, opening its connections: {} |",
+        m.exporter_first
+            .as_ref()
+            .map(|f| crate::lag::describe(std::slice::from_ref(f)))
+            .unwrap_or("–".into())
+    );
+    s
+}
+
+/// The `lag` phase's row of the targets table.
+fn lag_target(m: &crate::lag::Measured, verdict: impl Fn(Option<bool>) -> &'static str) -> String {
+    let exporter = summary(&m.exporter_secs);
+    let total: f64 = m.lag_secs.iter().sum();
+    format!(
+        "| one sample of {} groups over a {}-partition topic ≤ 1 s (the exporter) | exporter {}; `admin lag`, one process per group: {} for the {} | {} |\n",
+        m.groups,
+        count(m.partitions),
+        exporter
+            .map(|(med, _, hi)| format!("{} s (max {})", fmt_num(med), fmt_num(hi)))
+            .unwrap_or("–".into()),
+        if m.lag_secs.is_empty() {
+            "–".into()
+        } else {
+            format!("{} s", fmt_num(total))
+        },
+        m.groups,
+        verdict(exporter.map(|(med, _, _)| med <= 1.0))
+    )
 }

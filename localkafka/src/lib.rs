@@ -127,6 +127,9 @@ pub struct Options {
     pub heap: String,
     /// JVM options that start faster and run slower (C1 only): for tests, not for the bench.
     pub quick_start: bool,
+    /// Extra JVM options, after the defaults (a `-D` here wins over [`jars::QUIET`]'s), e.g.
+    /// `-Dorg.slf4j.simpleLogger.log.kafka.request.logger=debug` for Kafka's request log.
+    pub jvm_options: Vec<String>,
     /// How long the whole cluster may take to list all its brokers as ready.
     pub ready_timeout: Duration,
 }
@@ -142,6 +145,7 @@ impl Default for Options {
             format_args: Vec::new(),
             heap: "512m".into(),
             quick_start: false,
+            jvm_options: Vec::new(),
             ready_timeout: Duration::from_secs(90),
         }
     }
@@ -591,6 +595,7 @@ impl Cluster {
             jvm.extend(["-XX:TieredStopAtLevel=1".into(), "-Xshare:auto".into()]);
         }
         jvm.extend(jars::QUIET.iter().map(|s| s.to_string()));
+        jvm.extend(self.options.jvm_options.iter().cloned());
         // The shell runs the JVM in the background, records its pid, and stops it (SIGTERM, a
         // controlled shutdown) when its stdin, our pipe, says `stop` or reaches end of file. End of
         // file without `stop` means the owner is gone: a temporary node's data goes too.
