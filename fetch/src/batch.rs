@@ -1,26 +1,29 @@
-//! One record batch's records, decoded by `kafka-protocol` behind the checks it lacks.
+//! One record batch's records, decoded by us in one pass, with the checks `kafka-protocol` lacks.
 //!
-//! `kafka-protocol` 0.18 trusts three things a batch announces, before it has the bytes:
-//! - the record count: `Vec::reserve(count)` of ~200-byte `Record`s, so a CRC-valid 70-byte batch
-//!   announcing 2^31 records asks for 400 GiB and aborts the process;
-//! - each record's header count: `IndexMap::with_capacity(count)`, the same from inside one record;
-//! - the size a compressed batch inflates to: gzip, lz4 and zstd inflate without a limit (a 64 KiB zstd
-//!   batch can inflate to gigabytes), and raw snappy allocates the length its preamble announces;
-//! - and it adds each record's offset and timestamp deltas to the batch's base unchecked, which
-//!   panics in a build with overflow checks (ours in debug, the fuzz targets) on a corrupt delta.
+//! `kafka-protocol` 0.18's batch decoder trusts what a batch announces before it has the bytes (a
+//! record count it reserves ~200-byte `Record`s for, a header count it reserves an `IndexMap` for,
+//! the size a compressed batch inflates to), adds offset and timestamp deltas unchecked, and builds a
+//! large `Record` per record (every batch field copied in, headers in a map) where a consumer needs
+//! an offset, a timestamp and two slices. So records are decoded here:
+//! - a batch is checked whole first: its length, magic 2, its CRC-32C (as `kafka-protocol` and the
+//!   Java consumer check it) and its codec;
+//! - compressed records are inflated by our own streaming decoders, cut off past a limit (by default
+//!   the frame limit, [`MAX_INFLATED`]);
+//! - a record count or header count the bytes cannot hold is refused before anything is reserved,
+//!   and so is an offset or timestamp past `i64`'s range;
+//! - records are read in one pass into [`Record`]s whose key, value and header values are `Bytes`
+//!   slices of the fetch buffer (or of the batch's inflated buffer): no copy, and no allocation per
+//!   record but its headers'.
 //!
-//! So here a batch is inflated by our own streaming decoders, cut off past a limit (by default the
-//! frame limit, [`MAX_INFLATED`]), and its records are walked exactly as `kafka-protocol` will read
-//! them, refusing a record count or header count the bytes cannot hold; only then does
-//! `kafka-protocol` decode it. The fuzz target `fuzz/fuzz_targets/record_batches.rs` asserts that
-//! what decoding allocates stays within a multiple of the input.
+//! The fuzz target `fuzz/fuzz_targets/record_batches.rs` asserts that what decoding allocates stays
+//! within a multiple of the input; the unit tests decode batches `kafka-protocol`'s encoder wrote.
 
-use std::io::Read;
+use std::{io::Read, ops::ControlFlow};
 
 use bytes::Bytes;
 use kafka_protocol::{
     compression::{Decompressor, Snappy},
-    records::{Compression, Record, RecordBatchDecoder},
+    records::Compression,
 };
 
 /// Largest size a batch's records may inflate to: the largest response frame accepted by default.
@@ -37,10 +40,53 @@ pub(crate) const HEADER: usize = 61;
 const MIN_RECORD: usize = 7;
 /// The smallest encoded record header: key length and value length, one byte each.
 const MIN_HEADER: usize = 2;
+/// Attribute bit of a batch whose timestamps the broker set (`LogAppendTime`).
+const ATTR_LOG_APPEND_TIME: u8 = 1 << 3;
+
+/// One record as the fetch path hands it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its offset.
+    pub offset: i64,
+    /// Its timestamp, ms since the epoch: the producer's, or under `LogAppendTime` the broker's
+    /// (the batch's max timestamp, as the Java consumer reads it).
+    pub timestamp: i64,
+    /// Its key; `None` for a null key.
+    pub key: Option<Bytes>,
+    /// Its value; `None` for a null value (a tombstone).
+    pub value: Option<Bytes>,
+    /// Its headers in the order they were written, keys as sent (Kafka means them as UTF-8).
+    pub headers: Vec<Header>,
+}
+
+/// One record header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Its key.
+    pub key: Bytes,
+    /// Its value; `None` for a null value.
+    pub value: Option<Bytes>,
+}
 
 /// Decodes the records of `batch`, one whole v2 batch (from its base offset), inflating it to at most
 /// `max_inflated` bytes.
 pub fn decode_batch(batch: Bytes, max_inflated: usize) -> Result<Vec<Record>, String> {
+    let mut records = Vec::new();
+    for_each_record(batch, max_inflated, |r| {
+        records.push(r);
+        ControlFlow::Continue(())
+    })?;
+    Ok(records)
+}
+
+/// Decodes the records of `batch` as [`decode_batch`] does, handing each to `visit` in offset order
+/// until it breaks, so the fetch path keeps what it needs without a vector per batch. The batch is
+/// checked whole (length, magic, CRC, codec, record count) before its first record is handed out.
+pub fn for_each_record(
+    batch: Bytes,
+    max_inflated: usize,
+    mut visit: impl FnMut(Record) -> ControlFlow<()>,
+) -> Result<(), String> {
     if batch.len() < HEADER {
         return Err(format!(
             "{} byte batch is shorter than its header",
@@ -50,26 +96,45 @@ pub fn decode_batch(batch: Bytes, max_inflated: usize) -> Result<Vec<Record>, St
     if batch[16] != 2 {
         return Err(format!("magic {}; only format v2 is read", batch[16] as i8));
     }
+    let be32 =
+        |at: usize| i32::from_be_bytes([batch[at], batch[at + 1], batch[at + 2], batch[at + 3]]);
     let be64 = |at: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&batch[at..at + 8]);
         i64::from_be_bytes(b)
     };
+    let length = be32(8);
+    if usize::try_from(length).ok() != Some(batch.len() - LOG_OVERHEAD) {
+        return Err(format!(
+            "batch length {length} in a {} byte batch",
+            batch.len()
+        ));
+    }
+    let crc = u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]]);
+    let actual = crc32c::crc32c(&batch[21..]);
+    if crc != actual {
+        return Err(format!("CRC-32C mismatch ({crc:#010x} != {actual:#010x})"));
+    }
+    // Attributes, an i16: codec in bits 0-2, timestamp type in bit 3.
+    let attributes = batch[22];
+    let compression = match attributes & 0x7 {
+        0 => Compression::None,
+        1 => Compression::Gzip,
+        2 => Compression::Snappy,
+        3 => Compression::Lz4,
+        4 => Compression::Zstd,
+        other => return Err(format!("unknown compression codec {other}")),
+    };
     let base = Base {
         offset: be64(0),
         timestamp: be64(27),
+        log_append_time: (attributes & ATTR_LOG_APPEND_TIME != 0).then(|| be64(35)),
     };
-    let count = i32::from_be_bytes([batch[57], batch[58], batch[59], batch[60]]);
+    let count = be32(57);
     let count = usize::try_from(count).map_err(|_| format!("negative record count {count}"))?;
-    let mut set = batch;
-    let inflate = |records: &mut Bytes, compression: Compression| -> anyhow::Result<Bytes> {
-        let inflated = inflate(records, compression, max_inflated)?;
-        check_records(&inflated, count, base).map_err(anyhow::Error::msg)?;
-        Ok(inflated)
-    };
-    RecordBatchDecoder::decode_with_custom_compression(&mut set, Some(inflate))
-        .map(|set| set.records)
-        .map_err(|e| e.to_string())
+    let mut records = batch.slice(HEADER..);
+    let data = inflate(&mut records, compression, max_inflated).map_err(|e| e.to_string())?;
+    read_records(&data, count, base, &mut visit)
 }
 
 /// The timestamp of the first record at or past `offset` in `records`, one partition's records from a
@@ -164,52 +229,49 @@ fn snappy_len(data: &[u8]) -> anyhow::Result<usize> {
     Ok(total)
 }
 
-/// A batch's base offset and first timestamp, to which `kafka-protocol` adds each record's deltas.
+/// What a batch's records add their deltas to.
 #[derive(Debug, Clone, Copy)]
 struct Base {
     offset: i64,
     timestamp: i64,
+    /// The batch's max timestamp when the broker set the timestamps: every record's.
+    log_append_time: Option<i64>,
 }
 
-/// Walks `count` records of `data` as `kafka-protocol` reads them (each a varint length, then that
-/// many bytes: attributes, timestamp delta, offset delta, key, value, headers), refusing a record
-/// count or a header count the bytes cannot hold, and an offset or timestamp past `i64`'s range (or
-/// an offset of `i64::MAX`, after which no next offset exists).
-fn check_records(data: &[u8], count: usize, base: Base) -> Result<(), String> {
+/// Reads `count` records of `data`, the records section of one batch (each a varint length, then
+/// that many bytes: attributes, timestamp delta, offset delta, key, value, headers), refusing a
+/// record count or a header count the bytes cannot hold, and an offset or timestamp past `i64`'s
+/// range (or an offset of `i64::MAX`, after which no next offset exists).
+fn read_records(
+    data: &Bytes,
+    count: usize,
+    base: Base,
+    visit: &mut impl FnMut(Record) -> ControlFlow<()>,
+) -> Result<(), String> {
     if count.saturating_mul(MIN_RECORD) > data.len() {
         return Err(format!("{count} records announced in {} bytes", data.len()));
     }
-    let mut r = Cursor(data);
+    // A field becomes a slice of `data`: a reference count, no copy.
+    let slice = |field: &[u8]| data.slice_ref(field);
+    let mut r = Cursor(&data[..]);
     for _ in 0..count {
         let size = r.varint()?;
         let size = usize::try_from(size).map_err(|_| format!("negative record size {size}"))?;
         let mut record = Cursor(r.take(size)?);
-        record.take(1)?; // attributes
+        record.take(1)?; // attributes: none are defined for a v2 record
         let timestamp_delta = record.varlong()?;
-        if base.timestamp.checked_add(timestamp_delta).is_none() {
-            return Err(format!(
-                "timestamp {} + {timestamp_delta} overflows",
-                base.timestamp
-            ));
-        }
+        let timestamp = base
+            .timestamp
+            .checked_add(timestamp_delta)
+            .ok_or_else(|| format!("timestamp {} + {timestamp_delta} overflows", base.timestamp))?;
         let offset_delta = record.varint()?;
-        if base
+        let offset = base
             .offset
             .checked_add(i64::from(offset_delta))
-            .is_none_or(|offset| offset == i64::MAX)
-        {
-            return Err(format!("offset {} + {offset_delta} overflows", base.offset));
-        }
-        for _ in 0..2 {
-            // key, value
-            match record.varint()? {
-                n if n < -1 => return Err(format!("record field length {n}")),
-                -1 => {}
-                n => {
-                    record.take(n as usize)?;
-                }
-            }
-        }
+            .filter(|&offset| offset < i64::MAX)
+            .ok_or_else(|| format!("offset {} + {offset_delta} overflows", base.offset))?;
+        let key = record.nullable()?.map(slice);
+        let value = record.nullable()?.map(slice);
         let headers = record.varint()?;
         let headers =
             usize::try_from(headers).map_err(|_| format!("negative header count {headers}"))?;
@@ -219,28 +281,61 @@ fn check_records(data: &[u8], count: usize, base: Base) -> Result<(), String> {
                 record.0.len()
             ));
         }
-        // The headers themselves are read with length checks; kafka-protocol reserves only for them.
+        // Reserved exactly (at most half the record's remaining bytes, checked above).
+        let mut list = Vec::new();
+        list.reserve_exact(headers);
+        for _ in 0..headers {
+            let key = record
+                .nullable()?
+                .ok_or_else(|| "null record header key".to_string())?;
+            let value = record.nullable()?.map(slice);
+            list.push(Header {
+                key: slice(key),
+                value,
+            });
+        }
+        let record = Record {
+            offset,
+            timestamp: base.log_append_time.unwrap_or(timestamp),
+            key,
+            value,
+            headers: list,
+        };
+        if visit(record).is_break() {
+            break;
+        }
     }
     Ok(())
 }
 
-/// Reads as `kafka-protocol`'s varint decoders do: at most 5 (10) bytes, bits past 32 (64) dropped.
+/// Reads varints as `kafka-protocol`'s decoders do: at most 5 (10) bytes, bits past 32 (64) dropped.
 struct Cursor<'a>(&'a [u8]);
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if n > self.0.len() {
-            return Err(format!("{n} byte(s) announced, {} left", self.0.len()));
-        }
-        let (head, rest) = self.0.split_at(n);
+        let Some((head, rest)) = self.0.split_at_checked(n) else {
+            return Err(short(n, self.0.len()));
+        };
         self.0 = rest;
         Ok(head)
     }
 
+    #[inline]
     fn unsigned(&mut self, max_bytes: u32) -> Result<u64, String> {
+        // Most of a record's varints are one byte: lengths under 64, deltas in a short batch.
+        if let Some((&b, rest)) = self.0.split_first() {
+            if b < 0x80 {
+                self.0 = rest;
+                return Ok(u64::from(b));
+            }
+        }
         let mut value = 0u64;
         for i in 0..max_bytes {
-            let b = self.take(1)?[0];
+            let Some((&b, rest)) = self.0.split_first() else {
+                return Err(short(1, 0));
+            };
+            self.0 = rest;
             value |= (u64::from(b) & 0x7f) << (i * 7);
             if b < 0x80 {
                 break;
@@ -249,27 +344,48 @@ impl<'a> Cursor<'a> {
         Ok(value)
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<i32, String> {
         // u32 arithmetic: bits shifted past 32 are lost, as in kafka-protocol's UnsignedVarInt.
         let zigzag = self.unsigned(5)? as u32;
         Ok(((zigzag >> 1) as i32) ^ -((zigzag & 1) as i32))
     }
 
+    #[inline]
     fn varlong(&mut self) -> Result<i64, String> {
         let zigzag = self.unsigned(10)?;
         Ok(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64))
     }
+
+    /// A varint length, then that many bytes; -1 is null.
+    #[inline]
+    fn nullable(&mut self) -> Result<Option<&'a [u8]>, String> {
+        match self.varint()? {
+            -1 => Ok(None),
+            n if n < -1 => Err(format!("record field length {n}")),
+            n => self.take(n as usize).map(Some),
+        }
+    }
+}
+
+/// The error of a field cut short, out of the hot path.
+#[cold]
+#[inline(never)]
+fn short(announced: usize, left: usize) -> String {
+    format!("{announced} byte(s) announced, {left} left")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::{BufMut, BytesMut};
-    use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::{
+        Record as Written, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
 
     fn batch(count: i64, compression: Compression, value: &[u8]) -> BytesMut {
-        let records: Vec<Record> = (0..count)
-            .map(|offset| Record {
+        let records: Vec<Written> = (0..count)
+            .map(|offset| Written {
                 transactional: false,
                 control: false,
                 delete_horizon: false,
@@ -408,5 +524,121 @@ mod tests {
         b[8..12].copy_from_slice(&length.to_be_bytes());
         let err = decode_batch(recrc(b), MAX_INFLATED).expect_err("refused");
         assert!(err.contains("4294967295"), "{err}");
+    }
+
+    /// Records with keys, null values, headers and spread timestamps, as a Java producer writes them.
+    fn varied() -> Vec<Written> {
+        (0..6i64)
+            .map(|i| Written {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: 40 + i,
+                sequence: i as i32,
+                timestamp: 1_700_000_000_000 + i * 1_000,
+                key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
+                value: (i != 3).then(|| Bytes::from(format!("{{\"cnt\": \"cnt: {i}\"}}"))),
+                headers: (0..i % 3)
+                    .map(|h| {
+                        let value = (h == 0).then(|| Bytes::from(format!("h{i}")));
+                        (format!("header-{h}").into(), value)
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_field_decodes_as_kafka_protocol_decodes_it_for_every_codec() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let written = varied();
+            let mut buf = BytesMut::new();
+            let options = RecordEncodeOptions {
+                version: 2,
+                compression: codec,
+            };
+            RecordBatchEncoder::encode(&mut buf, &written, &options).expect("encodes");
+            let ours = decode_batch(buf.clone().freeze(), MAX_INFLATED)
+                .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            let theirs = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf.freeze())
+                .expect("kafka-protocol decodes")
+                .records;
+            assert_eq!(ours.len(), theirs.len(), "{codec:?}");
+            for (o, t) in ours.iter().zip(&theirs) {
+                let headers: Vec<(Bytes, Option<Bytes>)> = t
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (Bytes::copy_from_slice(k.as_bytes()), v.clone()))
+                    .collect();
+                let ours_headers: Vec<(Bytes, Option<Bytes>)> = o
+                    .headers
+                    .iter()
+                    .map(|h| (h.key.clone(), h.value.clone()))
+                    .collect();
+                assert_eq!(
+                    (o.offset, o.timestamp, &o.key, &o.value, ours_headers),
+                    (t.offset, t.timestamp, &t.key, &t.value, headers),
+                    "{codec:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn under_log_append_time_every_record_has_the_batch_s_max_timestamp() {
+        let mut b = batch(3, Compression::None, b"v");
+        b[22] |= ATTR_LOG_APPEND_TIME;
+        b[35..43].copy_from_slice(&1_800_000_000_000i64.to_be_bytes());
+        let records = decode_batch(recrc(b), MAX_INFLATED).expect("decodes");
+        assert_eq!(
+            records.iter().map(|r| r.timestamp).collect::<Vec<_>>(),
+            vec![1_800_000_000_000; 3]
+        );
+    }
+
+    #[test]
+    fn a_wrong_crc_a_wrong_length_or_an_unknown_codec_is_refused() {
+        let mut b = batch(2, Compression::None, b"value");
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        let err = decode_batch(b.freeze(), MAX_INFLATED).expect_err("crc");
+        assert!(err.contains("CRC-32C mismatch"), "{err}");
+        let mut b = batch(2, Compression::None, b"value");
+        b[22] |= 5;
+        let err = decode_batch(recrc(b), MAX_INFLATED).expect_err("codec");
+        assert!(err.contains("unknown compression codec 5"), "{err}");
+        let mut b = batch(2, Compression::None, b"value");
+        b.put_u8(0);
+        let err = decode_batch(recrc(b), MAX_INFLATED).expect_err("length");
+        assert!(err.contains("batch length"), "{err}");
+    }
+
+    #[test]
+    fn a_visitor_that_breaks_stops_the_walk() {
+        let mut seen = Vec::new();
+        for_each_record(
+            batch(5, Compression::Lz4, b"v").freeze(),
+            MAX_INFLATED,
+            |r| {
+                seen.push(r.offset);
+                if r.offset == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .expect("decodes");
+        assert_eq!(seen, vec![0, 1, 2]);
     }
 }

@@ -12,17 +12,16 @@
 //!   marker; nothing at or past the last stable offset is handed out.
 //!
 //! Batch headers are read here rather than by `kafka-protocol`, which drops the last offset delta and
-//! fails on the partial batch a size-limited fetch ends with. Records are decoded by `kafka-protocol`
-//! from a `Bytes` slice of the response, through [`crate::batch`]'s checks: keys and values of
-//! uncompressed batches borrow the fetch buffer; compressed batches are inflated once (to at most
-//! [`crate::batch::MAX_INFLATED`] bytes) into a buffer their records then borrow.
+//! fails on the partial batch a size-limited fetch ends with. Records are decoded by
+//! [`crate::batch`], straight into the output: keys and values of uncompressed batches borrow the
+//! fetch buffer; compressed batches are inflated once (to at most [`crate::batch::MAX_INFLATED`]
+//! bytes) into a buffer their records then borrow.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, ops::ControlFlow};
 
 use bytes::{Buf, Bytes};
-use kafka_protocol::records::Record;
 
-use crate::batch::{decode_batch, HEADER, LOG_OVERHEAD, MAX_INFLATED};
+use crate::batch::{decode_batch, for_each_record, Record, HEADER, LOG_OVERHEAD, MAX_INFLATED};
 
 /// Which records a consumer sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,23 +257,23 @@ pub fn decode_limited(
             // Entirely before the fetch offset: a compressed batch the offset falls behind.
             continue;
         }
-        let decoded = decode_batch(batch, max_inflated).map_err(|reason| DecodeError::Corrupt {
-            offset: header.base_offset,
-            reason,
-        })?;
         let mut cut = false;
-        out.reserve(decoded.len());
-        for record in decoded {
+        for_each_record(batch, max_inflated, |record| {
             if record.offset < next {
-                continue;
+                return ControlFlow::Continue(());
             }
             if stable_end.is_some_and(|end| record.offset >= end) {
                 cut = true;
-                break;
+                return ControlFlow::Break(());
             }
             next = record.offset + 1;
             out.push(record);
-        }
+            ControlFlow::Continue(())
+        })
+        .map_err(|reason| DecodeError::Corrupt {
+            offset: header.base_offset,
+            reason,
+        })?;
         if cut {
             at_stable_end = true;
             break;
@@ -332,8 +331,9 @@ fn is_abort_marker(
 mod tests {
     use super::*;
     use bytes::{BufMut, BytesMut};
+    // What a producer writes: kafka-protocol's record, encoded by kafka-protocol.
     use kafka_protocol::records::{
-        Compression, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
 
     const RC: IsolationLevel = IsolationLevel::ReadCommitted;

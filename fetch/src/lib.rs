@@ -4,8 +4,8 @@
 //! # Layout
 //! - [`decode`]: sans-io. One partition's fetched bytes → the records to hand out and the next fetch
 //!   offset (control batches, aborted transactions, compaction gaps, the last stable offset).
-//! - [`batch`]: one batch's records, inflated with a size limit and checked before `kafka-protocol`
-//!   decodes them (it reserves whatever a batch's record and header counts announce).
+//! - [`batch`]: one batch's records, checked, inflated with a size limit and decoded in one pass into
+//!   [`Record`]s that borrow the response.
 //! - [`metadata`]: who leads each partition (Metadata), from any bootstrap broker.
 //! - [`fetcher`]: the tasks. One manager per assignment routes partitions to one task per leader;
 //!   each leader task sends one Fetch for all its partitions at a time and feeds the channel, so a
@@ -23,9 +23,9 @@ pub mod metadata;
 
 use std::time::Duration;
 
+pub use batch::{Header, Record};
 pub use decode::{Aborted, DecodeError, Decoded, IsolationLevel};
 pub use fetcher::run;
-pub use kafka_protocol::records::Record;
 pub use transport::TopicPartition;
 
 /// Where to start a partition with no committed offset, and after OFFSET_OUT_OF_RANGE.
