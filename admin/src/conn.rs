@@ -7,7 +7,7 @@ use kafka_protocol::{
     messages::ApiKey,
     protocol::{Request, VersionRange},
 };
-use runtime::kafka::{retry_connect_unless, ConnectError};
+use runtime::kafka::{first_broker, retry_connect_unless, ConnectError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use transport::{Connection, Security};
@@ -86,27 +86,17 @@ pub async fn bootstrap(
     deadline: Option<Instant>,
     cancel: &CancellationToken,
 ) -> Result<Conn, ConnectError<ConnError>> {
-    retry_connect_unless(brokers, deadline, cancel, ConnError::is_fatal, || async {
-        let mut last = None;
-        for addr in brokers {
-            // A host that accepts and never answers holds one attempt for at most this long.
-            let mut timeout = ATTEMPT_TIMEOUT;
-            if let Some(deadline) = deadline {
-                timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
-            }
-            match Conn::connect(addr, client_id, timeout, security).await {
-                Ok(conn) => return Ok(conn),
-                Err(e) if e.is_fatal() => return Err(e),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| ConnError::Io {
-            addr: String::new(),
-            error: std::io::Error::other("KAFKA_BROKERS is empty"),
-        }))
+    retry_connect_unless(brokers, deadline, cancel, ConnError::is_fatal, || {
+        first_broker(
+            brokers,
+            deadline,
+            ConnError::is_fatal,
+            || ConnError::Io {
+                addr: String::new(),
+                error: std::io::Error::other("KAFKA_BROKERS is empty"),
+            },
+            async |addr, timeout| Conn::connect(addr, client_id, timeout, security).await,
+        )
     })
     .await
 }
-
-/// How long one connection attempt in [`bootstrap`] may take.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);

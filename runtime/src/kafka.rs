@@ -126,33 +126,58 @@ pub async fn connect(
         .map_err(ClientConnectError::from)
 }
 
-/// How long one connection attempt of [`preflight`] may take.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one connection attempt to one broker may take (a host that accepts the connection and
+/// never answers holds an attempt for at most this long).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One try of [`preflight`]: the first broker of `brokers` that completes our handshake, or the
-/// first fatal error, or the last error.
-async fn handshake_once(
+/// One pass over `brokers`: the first connection `connect` makes (each attempt bounded by
+/// [`ATTEMPT_TIMEOUT`] and by `deadline`), or the first error `fatal` calls fatal (no other broker
+/// will accept a wrong password either), or the last error; `empty` when there are no brokers.
+/// [`retry_connect_unless`] repeats it with backoff.
+pub async fn first_broker<T, E>(
     brokers: &[String],
-    client_id: &str,
-    security: &Security,
     deadline: Option<Instant>,
-) -> Result<(), TransportError> {
+    fatal: impl Fn(&E) -> bool,
+    empty: impl FnOnce() -> E,
+    mut connect: impl AsyncFnMut(&str, Duration) -> Result<T, E>,
+) -> Result<T, E> {
     let mut last = None;
     for addr in brokers {
         let mut timeout = ATTEMPT_TIMEOUT;
         if let Some(deadline) = deadline {
             timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
         }
-        match Connection::connect_secure(addr, client_id, timeout, security).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_fatal() => return Err(e),
+        match connect(addr, timeout).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if fatal(&e) => return Err(e),
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| TransportError::Io {
-        addr: String::new(),
-        error: std::io::Error::other("KAFKA_BROKERS is empty"),
-    }))
+    Err(last.unwrap_or_else(empty))
+}
+
+/// One try of [`preflight`]: our handshake with the first broker of `brokers` that completes it.
+async fn handshake_once(
+    brokers: &[String],
+    client_id: &str,
+    security: &Security,
+    deadline: Option<Instant>,
+) -> Result<(), TransportError> {
+    first_broker(
+        brokers,
+        deadline,
+        TransportError::is_fatal,
+        || TransportError::Io {
+            addr: String::new(),
+            error: std::io::Error::other("KAFKA_BROKERS is empty"),
+        },
+        async |addr, timeout| {
+            Connection::connect_secure(addr, client_id, timeout, security)
+                .await
+                .map(drop)
+        },
+    )
+    .await
 }
 
 /// Waits until a broker of `brokers` completes our own handshake (TCP, TLS, ApiVersions, SASL), as
