@@ -80,8 +80,9 @@ pub fn decode_batch(batch: Bytes, max_inflated: usize) -> Result<Vec<Record>, St
 }
 
 /// Decodes the records of `batch` as [`decode_batch`] does, handing each to `visit` in offset order
-/// until it breaks, so the fetch path keeps what it needs without a vector per batch. The batch is
-/// checked whole (length, magic, CRC, codec, record count) before its first record is handed out.
+/// until it breaks, so the fetch path keeps what it needs without a vector per batch. The batch's
+/// length, magic, CRC, codec and record count are checked before its first record is handed out; a
+/// record that does not parse ends the walk with an error, after those before it were handed out.
 pub fn for_each_record(
     batch: Bytes,
     max_inflated: usize,
