@@ -384,24 +384,36 @@ mod tests {
         Record as Written, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
 
+    /// Every codec a batch may use.
+    const EVERY_CODEC: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    /// A record as a producer writes it: no key, no headers, a fixed timestamp.
+    fn written(offset: i64, value: &[u8]) -> Written {
+        Written {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: offset as i32,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: Default::default(),
+        }
+    }
+
     fn batch(count: i64, compression: Compression, value: &[u8]) -> BytesMut {
-        let records: Vec<Written> = (0..count)
-            .map(|offset| Written {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset,
-                sequence: offset as i32,
-                timestamp: 1_700_000_000_000,
-                key: None,
-                value: Some(Bytes::copy_from_slice(value)),
-                headers: Default::default(),
-            })
-            .collect();
+        let records: Vec<Written> = (0..count).map(|offset| written(offset, value)).collect();
         let mut buf = BytesMut::new();
         RecordBatchEncoder::encode(
             &mut buf,
@@ -424,13 +436,7 @@ mod tests {
 
     #[test]
     fn every_codec_within_the_limit_decodes() {
-        for codec in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for codec in EVERY_CODEC {
             let records = decode_batch(batch(5, codec, b"value").freeze(), MAX_INFLATED)
                 .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
             assert_eq!(records.len(), 5, "{codec:?}");
@@ -531,15 +537,6 @@ mod tests {
     fn varied() -> Vec<Written> {
         (0..6i64)
             .map(|i| Written {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: 40 + i,
-                sequence: i as i32,
                 timestamp: 1_700_000_000_000 + i * 1_000,
                 key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
                 value: (i != 3).then(|| Bytes::from(format!("{{\"cnt\": \"cnt: {i}\"}}"))),
@@ -549,26 +546,21 @@ mod tests {
                         (format!("header-{h}").into(), value)
                     })
                     .collect(),
+                ..written(40 + i, b"")
             })
             .collect()
     }
 
     #[test]
     fn every_field_decodes_as_kafka_protocol_decodes_it_for_every_codec() {
-        for codec in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
-            let written = varied();
+        for codec in EVERY_CODEC {
+            let records = varied();
             let mut buf = BytesMut::new();
             let options = RecordEncodeOptions {
                 version: 2,
                 compression: codec,
             };
-            RecordBatchEncoder::encode(&mut buf, &written, &options).expect("encodes");
+            RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encodes");
             let ours = decode_batch(buf.clone().freeze(), MAX_INFLATED)
                 .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
             let theirs = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf.freeze())
